@@ -1,0 +1,291 @@
+"""The JSON Schemas shipped with driftwarden, and what is derived from them.
+
+The schemas in `schemas/` are the single source of truth for the manifest format: validation
+checks documents against them, and the defaults written in them (`default` keywords) are the
+defaults applied to every object, so documentation and behaviour cannot disagree.
+
+This is the only module that imports jsonschema and referencing.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SCHEMA_FILES = {
+    "Cluster": "cluster.schema.json",
+    "Deployment": "deployment.schema.json",
+    "AstroDeploymentFile": "astro-deployment.schema.json",
+}
+ENVELOPE_FILE = "envelope.schema.json"
+
+
+def _read_schema_files() -> dict[str, dict[str, Any]]:
+    folder = resources.files("driftwarden") / "schemas"
+    loaded: dict[str, dict[str, Any]] = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".schema.json"):
+            loaded[entry.name] = json.loads(entry.read_text(encoding="utf-8"))
+    return loaded
+
+
+@dataclass(frozen=True)
+class SchemaError:
+    """One schema violation, before it is given a file position."""
+
+    pointer: str
+    message: str
+    rule: str
+
+
+class SchemaSet:
+    """Compiled validators for every manifest kind, built once per process."""
+
+    def __init__(self, files: Mapping[str, dict[str, Any]] | None = None) -> None:
+        self.files = dict(files) if files is not None else _read_schema_files()
+        resources_ = [
+            (schema["$id"], Resource.from_contents(schema, default_specification=DRAFT202012))
+            for schema in self.files.values()
+        ]
+        self.registry: Registry[Any] = Registry().with_resources(resources_)
+        self._format_checker = FormatChecker()
+        self._validators = {
+            kind: Draft202012Validator(
+                self.files[name], registry=self.registry, format_checker=self._format_checker
+            )
+            for kind, name in SCHEMA_FILES.items()
+            if name in self.files
+        }
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Changes whenever any schema changes; part of the validation cache key."""
+        digest = hashlib.sha256()
+        for name in sorted(self.files):
+            digest.update(name.encode())
+            digest.update(json.dumps(self.files[name], sort_keys=True).encode())
+        return digest.hexdigest()[:16]
+
+    def schema(self, kind: str) -> dict[str, Any]:
+        return self.files[SCHEMA_FILES[kind]]
+
+    def check(self, kind: str, document: Any, raw_scalars: Mapping[str, str] | None = None) -> list[SchemaError]:
+        """Every schema violation of `document`, each with a message a person understands."""
+        found: list[SchemaError] = []
+        for error in self._validators[kind].iter_errors(document):
+            found.extend(_describe(error, raw_scalars or {}))
+        return found
+
+    def resolve(self, schema: Mapping[str, Any], base_uri: str) -> tuple[Mapping[str, Any], str]:
+        """Follow `$ref` (keeping sibling keywords, which win) and return the schema and its base."""
+        seen = 0
+        while "$ref" in schema and seen < 16:
+            seen += 1
+            resolved = self.registry.resolver(base_uri=base_uri).lookup(schema["$ref"])
+            target = resolved.contents
+            siblings = {k: v for k, v in schema.items() if k != "$ref"}
+            schema = {**target, **siblings}
+            base_uri = resolved.resolver._base_uri or base_uri
+        return schema, base_uri
+
+    def apply_defaults(self, kind: str, document: Any) -> Any:
+        """A copy of `document` with every schema default filled in where the author wrote nothing."""
+        result = copy.deepcopy(document)
+        root = self.schema(kind)
+        self._fill(root, root["$id"], result, depth=0)
+        return result
+
+    def _fill(self, schema: Mapping[str, Any], base_uri: str, instance: Any, depth: int) -> None:
+        if depth > 32:
+            return
+        schema, base_uri = self.resolve(schema, base_uri)
+        if isinstance(instance, dict):
+            for key, sub in schema.get("properties", {}).items():
+                sub_resolved, sub_base = self.resolve(sub, base_uri)
+                if key not in instance and "default" in sub_resolved:
+                    instance[key] = copy.deepcopy(sub_resolved["default"])
+                if key in instance:
+                    self._fill(sub_resolved, sub_base, instance[key], depth + 1)
+        elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+            for item in instance:
+                self._fill(schema["items"], base_uri, item, depth + 1)
+
+
+def pointer_of(path: Any) -> str:
+    """JSON pointer of a jsonschema error path (deque of keys and indexes)."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+# --- turning jsonschema errors into sentences -------------------------------------------------
+
+_JSON_TYPES = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "nothing (null)",
+}
+
+
+def _type_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        return f"the number {value}"
+    if isinstance(value, float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _expected_list(values: Iterable[Any]) -> str:
+    shown = [str(v) for v in values]
+    if len(shown) > 24:
+        shown = [*shown[:24], "..."]
+    return ", ".join(shown)
+
+
+def _describe(error: ValidationError, raw_scalars: Mapping[str, str]) -> list[SchemaError]:
+    pointer = pointer_of(error.absolute_path)
+    validator = error.validator
+    value = error.instance
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if "propertyNames" in error.relative_schema_path:
+        key_pointer = f"{pointer}/{str(value).replace('~', '~0').replace('/', '~1')}"
+        detail = _describe_value(error, raw_scalars, key_pointer)
+        return [SchemaError(key_pointer, f"key {value!r} is not allowed: {detail}", "schema.key")]
+    if validator == "required":
+        missing = [name for name in error.validator_value if isinstance(value, dict) and name not in value]
+        return [
+            SchemaError(f"{pointer}/{name}", f"missing required field {name!r}", "schema.required")
+            for name in missing
+        ] or [SchemaError(pointer, error.message, "schema.required")]
+    if validator == "additionalProperties" and isinstance(value, dict):
+        known = set(schema.get("properties", {}))
+        patterns = list(schema.get("patternProperties", {}))
+        extras = [k for k in value if k not in known and not any(re.search(p, k) for p in patterns)]
+        return [
+            SchemaError(
+                f"{pointer}/{key.replace('~', '~0').replace('/', '~1')}",
+                f"unknown field {key!r}{_suggest(key, known) or _known_fields(known)}",
+                "schema.unknown-field",
+            )
+            for key in extras
+        ] or [SchemaError(pointer, error.message, "schema.unknown-field")]
+    if validator in ("oneOf", "anyOf"):
+        return [SchemaError(pointer, _describe_alternatives(error, raw_scalars), f"schema.{validator}")]
+    return [SchemaError(pointer, _describe_value(error, raw_scalars, pointer), f"schema.{validator}")]
+
+
+def _known_fields(known: Iterable[str]) -> str:
+    names = sorted(known)
+    return f"; expected one of: {', '.join(names)}" if names else ""
+
+
+def _describe_value(error: ValidationError, raw_scalars: Mapping[str, str], pointer: str) -> str:
+    validator = error.validator
+    value = error.instance
+    expected = error.validator_value
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if validator == "enum":
+        hint = _suggest(value, [str(v) for v in expected]) if isinstance(value, str) else ""
+        return f"{_show(value)} is not allowed; expected one of: {_expected_list(expected)}{hint}"
+    if validator == "const":
+        return f"must be {_show(expected)}, not {_show(value)}"
+    if validator == "type":
+        wanted = expected if isinstance(expected, list) else [expected]
+        message = f"expected {' or '.join(_JSON_TYPES.get(t, t) for t in wanted)}, got {_type_of(value)}"
+        raw = raw_scalars.get(pointer)
+        if "string" in wanted and raw is not None:
+            message += f'; YAML read {raw} as {_type_of(value).split(" ", 2)[1]}, write it in quotes: "{raw}"'
+        return message
+    if validator == "pattern":
+        example = schema.get("examples")
+        hint = f", for example {_show(example[0])}" if isinstance(example, list) and example else ""
+        return f"{_show(value)} is not in the expected form{hint} (pattern {expected})"
+    if validator == "format":
+        name = {"email": "email address"}.get(expected, expected)
+        return f"{_show(value)} is not a valid {name}"
+    if validator in ("minimum", "exclusiveMinimum"):
+        return f"{value} is below the minimum of {expected}"
+    if validator in ("maximum", "exclusiveMaximum"):
+        return f"{value} is above the maximum of {expected}"
+    if validator == "minItems":
+        return f"has {len(value)} item(s); at least {expected} required"
+    if validator == "maxItems":
+        return f"has {len(value)} items; at most {expected} allowed"
+    if validator == "uniqueItems":
+        return "items must be unique"
+    if validator == "minLength":
+        return f"{_show(value)} is too short (at least {expected} characters)"
+    if validator == "maxLength":
+        return f"is {len(value)} characters long; at most {expected} allowed"
+    if validator == "maxProperties":
+        return f"has {len(value)} entries; at most {expected} allowed"
+    if validator == "minProperties":
+        return f"must have at least {expected} entr{'y' if expected == 1 else 'ies'}"
+    if validator == "not":
+        return f"{_show(value)} is not allowed here"
+    return error.message
+
+
+def _branch_label(schema: Any) -> str:
+    if not isinstance(schema, dict):
+        return "?"
+    if "title" in schema:
+        return str(schema["title"])
+    if "required" in schema:
+        return "{" + ", ".join(schema["required"]) + "}"
+    if "type" in schema:
+        return str(schema["type"])
+    return "?"
+
+
+def _describe_alternatives(error: ValidationError, raw_scalars: Mapping[str, str]) -> str:
+    value = error.instance
+    # Secret values must never be written into Git; say so plainly rather than as a
+    # schema puzzle, because this is the mistake the oneOf exists to catch.
+    if isinstance(value, dict) and value.get("isSecret") is True and "value" in value:
+        return (
+            "a secret variable must not carry its value in Git: remove 'value' and read it at "
+            "apply time with valueFrom (secretsManagerArn, ssmParameter or env)"
+        )
+    branches = error.validator_value if isinstance(error.validator_value, list) else []
+    forms = " | ".join(_branch_label(b) for b in branches)
+    closest = best_match(error.context or [])
+    detail = ""
+    if closest is not None:
+        detail = "; closest: " + _describe(closest, raw_scalars)[0].message
+    return f"matches none of the allowed forms ({forms}){detail}"

@@ -1,0 +1,655 @@
+"""Manifests in, every problem out: schema checks per document, then checks across manifests.
+
+One call, `validate_paths`, reads every manifest under the given paths and returns a
+`ValidationResult` with the typed objects (`model.Cluster`, `model.Deployment`) of the
+documents that are valid and *all* problems of *all* files, each with file, line, column,
+JSON pointer, kind and name. It never stops at the first error: a pull request gets every
+mistake in one run.
+
+Per-file work (parse, schema, defaults, normalisation) is cached by content hash, and spread
+over processes when there are many files; the cross-manifest checks always run on the whole
+set because they are about relations between files.
+
+What it must not do: talk to AWS or Git, or raise for bad input.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+import ipaddress
+import multiprocessing
+import os
+import pickle
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from . import __version__, astro
+from .loader import Document, Limits, discover, load_bytes, read_bytes
+from .model import (
+    API_VERSION,
+    KINDS,
+    OPT_IN_REGIONS,
+    Cluster,
+    Deployment,
+    Origin,
+    cluster_from_spec,
+    deployment_from_spec,
+    normalize_metadata,
+    normalize_spec,
+)
+from .problems import Problem
+from .schemas import SchemaSet
+
+MAX_NODE_POOLS = 11
+RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+# Below this many files to check, starting worker processes costs more than it saves.
+PARALLEL_THRESHOLD = 400
+
+
+@dataclass
+class CheckedDocument:
+    """One document after the per-file checks; `spec` is None when it is not valid."""
+
+    file: str
+    index: int
+    kind: str | None
+    name: str | None
+    line: int
+    positions: Mapping[str, tuple[int, int]]
+    metadata: dict[str, Any] | None = None
+    spec: dict[str, Any] | None = None
+    # What the author wrote themselves (before defaults), for checks that care.
+    authored_keys: frozenset[str] = frozenset()
+
+    def position(self, pointer: str) -> tuple[int, int]:
+        return Document(self.file, self.index, None, self.positions).position(pointer)
+
+    def problem(self, rule: str, message: str, pointer: str, *, warning: bool = False) -> Problem:
+        line, column = self.position(pointer)
+        make = Problem.warning if warning else Problem.error
+        return make(self.file, rule, message, line=line, column=column, pointer=pointer, kind=self.kind, name=self.name)
+
+
+@dataclass
+class CheckedFile:
+    file: str
+    documents: list[CheckedDocument]
+    problems: list[Problem]
+
+
+@dataclass
+class ValidationResult:
+    files: list[str]
+    clusters: list[Cluster]
+    deployments: list[Deployment]
+    problems: list[Problem]
+    # How many objects of each kind were declared (valid or not).
+    declared: dict[str, int] = field(default_factory=dict)
+    cached_files: int = 0
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if not p.is_error]
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "files": len(self.files),
+            "objects": {kind: self.declared.get(kind, 0) for kind in KINDS},
+            "errors": [p.to_json() for p in self.errors],
+            "warnings": [p.to_json() for p in self.warnings],
+        }
+
+
+# --- per file ---------------------------------------------------------------------------------
+
+
+@cache
+def default_schemas() -> SchemaSet:
+    """The shipped schemas, compiled once per process."""
+    return SchemaSet()
+
+
+def check_bytes(data: bytes, display: str, schemas: SchemaSet, limits: Limits = Limits()) -> CheckedFile:
+    """Parse one file and check each of its documents on its own."""
+    loaded = load_bytes(data, display, limits)
+    problems = list(loaded.problems)
+    documents = []
+    for document in loaded.documents:
+        checked, found = check_document(document, schemas)
+        problems.extend(found)
+        if checked is not None:
+            documents.append(checked)
+    return CheckedFile(display, documents, problems)
+
+
+def check_document(document: Document, schemas: SchemaSet) -> tuple[CheckedDocument | None, list[Problem]]:
+    data = document.data
+    if astro.is_astro_file(data):
+        astro_errors = schemas.check("AstroDeploymentFile", data, document.raw_scalars)
+        if astro_errors:
+            name = _astro_name(data)
+            return None, [_schema_problem(document, e, "Deployment", name) for e in astro_errors]
+        converted, problems = astro.convert(document)
+        if converted is None:
+            return None, problems
+        document = converted
+        data = converted.data
+    if not isinstance(data, dict):
+        line, column = document.position("")
+        return None, [
+            Problem.error(
+                document.file,
+                "manifest.not-a-mapping",
+                "a manifest must be a mapping with apiVersion, kind, metadata and spec",
+                line=line,
+                column=column,
+            )
+        ]
+    kind = data.get("kind")
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) and isinstance(metadata.get("name"), str) else None
+    start_line = document.position("")[0]
+    checked = CheckedDocument(
+        document.file,
+        document.index,
+        kind if kind in KINDS else None,
+        name,
+        start_line,
+        document.positions,
+    )
+    if data.get("apiVersion") != API_VERSION:
+        what = "missing" if "apiVersion" not in data else f"{data.get('apiVersion')!r} is not supported"
+        return None, [
+            checked.problem(
+                "manifest.api-version",
+                f"apiVersion {what}; expected {API_VERSION!r} (every YAML file under the manifest path must be a driftwarden manifest)",
+                "/apiVersion",
+            )
+        ]
+    if kind not in KINDS:
+        what = "missing" if kind is None else f"{kind!r} is not a driftwarden kind"
+        return None, [checked.problem("manifest.kind", f"kind {what}; expected one of: {', '.join(KINDS)}", "/kind")]
+    errors = schemas.check(kind, data, document.raw_scalars)
+    if errors:
+        return checked, [_schema_problem(document, e, kind, name) for e in errors]
+    filled = schemas.apply_defaults(kind, data)
+    checked.metadata = normalize_metadata(filled["metadata"])
+    checked.spec = normalize_spec(kind, filled["spec"])
+    checked.authored_keys = frozenset(data.get("spec", {}))
+    return checked, []
+
+
+def _astro_name(data: Mapping[str, Any]) -> str | None:
+    config = (data.get("deployment") or {}).get("configuration") if isinstance(data.get("deployment"), dict) else None
+    name = config.get("name") if isinstance(config, dict) else None
+    return astro.slug(name) if isinstance(name, str) else None
+
+
+def _schema_problem(document: Document, error: Any, kind: str | None, name: str | None) -> Problem:
+    line, column = document.position(error.pointer)
+    return Problem.error(
+        document.file, error.rule, error.message, line=line, column=column, pointer=error.pointer, kind=kind, name=name
+    )
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+
+class ValidationCache:
+    """Per-file results keyed by (path, content hash), in one file, for fast re-validation.
+
+    The key includes the schemas' fingerprint and driftwarden's version, so an upgrade or a
+    schema change never serves a stale verdict.
+    """
+
+    def __init__(self, directory: Path | None, schemas: SchemaSet) -> None:
+        self.path = directory / f"validate-{__version__}-{schemas.fingerprint}.pickle" if directory else None
+        self.entries: dict[tuple[str, str], CheckedFile] = {}
+        self.dirty = False
+        if self.path is not None and self.path.exists():
+            try:
+                with self.path.open("rb") as handle:
+                    self.entries = pickle.load(handle)
+            except Exception:  # a corrupt or foreign cache is only a cache: start afresh
+                self.entries = {}
+
+    def get(self, display: str, digest: str) -> CheckedFile | None:
+        return self.entries.get((display, digest))
+
+    def put(self, display: str, digest: str, checked: CheckedFile) -> None:
+        self.entries[(display, digest)] = checked
+        self.dirty = True
+
+    def save(self, keep: Iterable[tuple[str, str]]) -> None:
+        if self.path is None:
+            return
+        keep = set(keep)
+        if not self.dirty and keep == set(self.entries):
+            return
+        entries = {key: value for key, value in self.entries.items() if key in keep}
+        with contextlib.suppress(OSError):  # a read-only cache location must not fail validation
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".validate-")
+            with os.fdopen(fd, "wb") as handle:
+                pickle.dump(entries, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.path)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "driftwarden"
+
+
+def _check_chunk(items: Sequence[tuple[bytes, str]]) -> list[CheckedFile]:
+    schemas = default_schemas()
+    return [check_bytes(data, display, schemas) for data, display in items]
+
+
+# --- whole runs ---------------------------------------------------------------------------------
+
+
+def validate_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    cache_dir: Path | None = None,
+    schemas: SchemaSet | None = None,
+    limits: Limits = Limits(),
+    workers: int | None = None,
+) -> ValidationResult:
+    """Validate every manifest under `paths`; see the module docstring."""
+    schemas = schemas or default_schemas()
+    files, problems = discover(paths)
+    cache = ValidationCache(cache_dir, schemas)
+    checked: dict[str, CheckedFile] = {}
+    pending: list[tuple[bytes, str, str]] = []
+    keys: list[tuple[str, str]] = []
+    cached = 0
+    for real, display in files:
+        data, problem = read_bytes(real, display, limits)
+        if problem is not None:
+            problems.append(problem)
+            continue
+        assert data is not None
+        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        keys.append((display, digest))
+        hit = cache.get(display, digest)
+        if hit is not None:
+            checked[display] = hit
+            cached += 1
+        else:
+            pending.append((data, display, digest))
+    for (_data, display, digest), result in zip(pending, _check_all(pending, schemas, limits, workers), strict=True):
+        checked[display] = result
+        cache.put(display, digest, result)
+    cache.save(keys)
+    ordered = [checked[display] for _real, display in files if display in checked]
+    result = validate_checked(ordered)
+    result.problems = sorted(problems + result.problems)
+    result.files = [display for _real, display in files]
+    result.cached_files = cached
+    return result
+
+
+def _check_all(
+    pending: Sequence[tuple[bytes, str, str]], schemas: SchemaSet, limits: Limits, workers: int | None
+) -> list[CheckedFile]:
+    count = workers if workers is not None else (os.cpu_count() or 1)
+    if count <= 1 or len(pending) < PARALLEL_THRESHOLD or schemas is not default_schemas():
+        return [check_bytes(data, display, schemas, limits) for data, display, _digest in pending]
+    items = [(data, display) for data, display, _digest in pending]
+    size = max(1, len(items) // (count * 4))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    # fork shares the already-imported modules and compiled schemas with the workers.
+    context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    with concurrent.futures.ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        return [result for chunk in pool.map(_check_chunk, chunks) for result in chunk]
+
+
+def validate_documents(named: Iterable[tuple[str, bytes]], schemas: SchemaSet | None = None) -> ValidationResult:
+    """Validate in-memory files (name, bytes): for sources that are not a directory."""
+    schemas = schemas or default_schemas()
+    checked = [check_bytes(data, name, schemas) for name, data in named]
+    result = validate_checked(checked)
+    result.files = [c.file for c in checked]
+    return result
+
+
+def validate_checked(files: Sequence[CheckedFile]) -> ValidationResult:
+    """Build the objects of valid documents and run the checks across manifests."""
+    problems: list[Problem] = [p for f in files for p in f.problems]
+    documents = [d for f in files for d in f.documents]
+    declared: dict[str, int] = defaultdict(int)
+    for doc in documents:
+        if doc.kind:
+            declared[doc.kind] += 1
+    cluster_docs = _unique(documents, "Cluster", problems)
+    deployment_docs = _unique(documents, "Deployment", problems)
+    clusters: dict[str, Cluster] = {}
+    for doc in cluster_docs:
+        assert doc.spec is not None and doc.metadata is not None
+        found = _check_cluster(doc)
+        problems.extend(found)
+        if not any(p.is_error for p in found):
+            clusters[doc.name or ""] = cluster_from_spec(doc.metadata, doc.spec, Origin(doc.file, doc.line, doc.index))
+    problems.extend(_check_cluster_overlaps(cluster_docs))
+    problems.extend(_check_shared_external_ids(cluster_docs))
+    deployments: list[Deployment] = []
+    declared_clusters = {d.name for d in documents if d.kind == "Cluster"}
+    for doc in deployment_docs:
+        assert doc.spec is not None and doc.metadata is not None
+        cluster = clusters.get(doc.spec["cluster"])
+        found = _check_deployment(doc, cluster, doc.spec["cluster"] in declared_clusters)
+        problems.extend(found)
+        if cluster is not None and not any(p.is_error for p in found):
+            deployments.append(
+                deployment_from_spec(doc.metadata, doc.spec, cluster, Origin(doc.file, doc.line, doc.index))
+            )
+    problems.extend(_check_pool_capacity(deployments, clusters, {d.name: d for d in deployment_docs}))
+    return ValidationResult(
+        files=[f.file for f in files],
+        clusters=sorted(clusters.values(), key=lambda c: c.name),
+        deployments=sorted(deployments, key=lambda d: d.name),
+        problems=sorted(problems),
+        declared=dict(declared),
+    )
+
+
+def _unique(documents: Sequence[CheckedDocument], kind: str, problems: list[Problem]) -> list[CheckedDocument]:
+    """Documents of `kind`, the first of each name only; later ones are duplicate-name errors."""
+    first: dict[str, CheckedDocument] = {}
+    unique = []
+    for doc in documents:
+        if doc.kind != kind or doc.spec is None:
+            continue
+        name = doc.name or ""
+        if name in first:
+            other = first[name]
+            problems.append(
+                doc.problem(
+                    "manifest.duplicate-name",
+                    f"{kind} {name!r} is already declared in {other.file}:{other.position('/metadata/name')[0]}; names are unique per kind",
+                    "/metadata/name",
+                )
+            )
+            continue
+        first[name] = doc
+        unique.append(doc)
+    return unique
+
+
+# --- Cluster checks -----------------------------------------------------------------------------
+
+
+def _check_cluster(doc: CheckedDocument) -> list[Problem]:
+    spec = doc.spec
+    assert spec is not None
+    found: list[Problem] = []
+    pools = spec["nodePools"]
+    if len(pools) > MAX_NODE_POOLS:
+        found.append(
+            doc.problem(
+                "cluster.node-pool-count",
+                f"{len(pools)} node pools; at most {MAX_NODE_POOLS} (one default and 10 more)",
+                "/spec/nodePools",
+            )
+        )
+    defaults = [i for i, pool in enumerate(pools) if pool.get("isDefault")]
+    if len(defaults) != 1:
+        pointer = f"/spec/nodePools/{defaults[1]}/isDefault" if len(defaults) > 1 else "/spec/nodePools"
+        found.append(
+            doc.problem(
+                "cluster.default-pool",
+                f"exactly one node pool must have isDefault: true; found {len(defaults)}",
+                pointer,
+            )
+        )
+    names: dict[str, int] = {}
+    for i, pool in enumerate(pools):
+        if pool["name"] in names:
+            found.append(
+                doc.problem(
+                    "cluster.pool-name",
+                    f"node pool name {pool['name']!r} is used twice (also item {names[pool['name']]})",
+                    f"/spec/nodePools/{i}/name",
+                )
+            )
+        names.setdefault(pool["name"], i)
+        if pool["minNodeCount"] > pool["maxNodeCount"]:
+            found.append(
+                doc.problem(
+                    "cluster.pool-size",
+                    f"minNodeCount {pool['minNodeCount']} is greater than maxNodeCount {pool['maxNodeCount']}",
+                    f"/spec/nodePools/{i}/minNodeCount",
+                )
+            )
+    region = spec["region"]
+    for i, zone in enumerate(spec["availabilityZones"]):
+        if not zone.startswith(region) or len(zone) != len(region) + 1:
+            found.append(
+                doc.problem(
+                    "cluster.availability-zone",
+                    f"availability zone {zone!r} is not in region {region}",
+                    f"/spec/availabilityZones/{i}",
+                )
+            )
+    if region in OPT_IN_REGIONS:
+        found.append(
+            doc.problem(
+                "cluster.opt-in-region",
+                f"{region} is an opt-in region: it must be enabled in account {spec['account']['id']} before the cluster can be created",
+                "/spec/region",
+                warning=True,
+            )
+        )
+    if "network" not in spec:
+        found.extend(_check_cidr(doc, spec["vpcSubnetRange"]))
+    return found
+
+
+def _check_cidr(doc: CheckedDocument, text: str) -> list[Problem]:
+    pointer = "/spec/vpcSubnetRange"
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        return [doc.problem("cluster.cidr", f"{text!r} is not a valid network: {exc}", pointer)]
+    problems = []
+    if not any(network.subnet_of(block) for block in RFC1918 if network.version == block.version):
+        problems.append(
+            doc.problem(
+                "cluster.cidr",
+                f"{text} is not private address space; use a range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 (RFC 1918)",
+                pointer,
+            )
+        )
+    if not 16 <= network.prefixlen <= 20:
+        problems.append(
+            doc.problem("cluster.cidr", f"prefix /{network.prefixlen} is outside /16 to /20", pointer)
+        )
+    return problems
+
+
+def _check_cluster_overlaps(docs: Sequence[CheckedDocument]) -> list[Problem]:
+    by_place: dict[tuple[str, str], list[tuple[CheckedDocument, Any]]] = defaultdict(list)
+    problems = []
+    for doc in docs:
+        spec = doc.spec
+        assert spec is not None
+        if "network" in spec:
+            continue
+        try:
+            network = ipaddress.ip_network(spec["vpcSubnetRange"])
+        except ValueError:
+            continue
+        place = (spec["account"]["id"], spec["region"])
+        for other, other_network in by_place[place]:
+            if network.overlaps(other_network):
+                problems.append(
+                    doc.problem(
+                        "cluster.cidr-overlap",
+                        f"vpcSubnetRange {network} overlaps {other_network} of Cluster {other.name!r} "
+                        f"({other.file}:{other.position('/spec/vpcSubnetRange')[0]}) in the same account and region",
+                        "/spec/vpcSubnetRange",
+                    )
+                )
+        by_place[place].append((doc, network))
+    return problems
+
+
+def _check_shared_external_ids(docs: Sequence[CheckedDocument]) -> list[Problem]:
+    first: dict[str, CheckedDocument] = {}
+    problems = []
+    for doc in docs:
+        assert doc.spec is not None
+        external_id = doc.spec["account"]["externalId"]
+        if external_id in first:
+            problems.append(
+                doc.problem(
+                    "cluster.shared-external-id",
+                    f"ExternalId is also used by Cluster {first[external_id].name!r}; give each cluster its own",
+                    "/spec/account/externalId",
+                    warning=True,
+                )
+            )
+        first.setdefault(external_id, doc)
+    return problems
+
+
+# --- Deployment checks --------------------------------------------------------------------------
+
+
+def _check_deployment(doc: CheckedDocument, cluster: Cluster | None, cluster_declared: bool) -> list[Problem]:
+    spec = doc.spec
+    assert spec is not None
+    found: list[Problem] = []
+    executor = spec["executor"]
+    queues = spec.get("workerQueues", [])
+    if executor == "KUBERNETES" and "workerQueues" in doc.authored_keys and queues:
+        found.append(
+            doc.problem(
+                "deployment.queues-with-kubernetes",
+                "workerQueues are only for the CELERY executor; the KUBERNETES executor runs each task in its own pod (use taskPodNodePool)",
+                "/spec/workerQueues",
+            )
+        )
+    if executor == "CELERY" and "taskPodNodePool" in doc.authored_keys:
+        found.append(
+            doc.problem(
+                "deployment.task-pool-with-celery",
+                "taskPodNodePool is only for the KUBERNETES executor; CELERY workers run on their queue's workerType",
+                "/spec/taskPodNodePool",
+            )
+        )
+    if executor == "CELERY" and queues:
+        names: dict[str, int] = {}
+        for i, queue in enumerate(queues):
+            if queue["name"] in names:
+                found.append(
+                    doc.problem("deployment.queue-name", f"queue name {queue['name']!r} is used twice", f"/spec/workerQueues/{i}/name")
+                )
+            names.setdefault(queue["name"], i)
+            if queue.get("minWorkerCount", 0) > queue.get("maxWorkerCount", 10):
+                found.append(
+                    doc.problem(
+                        "deployment.queue-size",
+                        f"minWorkerCount {queue['minWorkerCount']} is greater than maxWorkerCount {queue['maxWorkerCount']}",
+                        f"/spec/workerQueues/{i}/minWorkerCount",
+                    )
+                )
+        if "default" not in names:
+            found.append(
+                doc.problem(
+                    "deployment.default-queue",
+                    "when workerQueues are given, one of them must be named 'default'",
+                    "/spec/workerQueues",
+                )
+            )
+    cluster_name = spec["cluster"]
+    if cluster is None:
+        if cluster_declared:
+            found.append(
+                doc.problem(
+                    "deployment.cluster-invalid",
+                    f"Cluster {cluster_name!r} is invalid; fix it first (this Deployment is checked against it)",
+                    "/spec/cluster",
+                )
+            )
+        else:
+            found.append(
+                doc.problem("deployment.cluster-missing", f"no Cluster named {cluster_name!r} is declared", "/spec/cluster")
+            )
+        return found
+    if cluster.workspaces and spec["workspace"] not in cluster.workspaces:
+        found.append(
+            doc.problem(
+                "deployment.workspace",
+                f"workspace {spec['workspace']!r} may not place deployments on Cluster {cluster.name!r}; allowed: {', '.join(cluster.workspaces)}",
+                "/spec/workspace",
+            )
+        )
+    pool_types = sorted({pool.node_instance_type for pool in cluster.node_pools})
+    if executor == "CELERY":
+        for i, queue in enumerate(queues):
+            worker_type = queue.get("workerType")
+            if worker_type and worker_type not in pool_types:
+                found.append(
+                    doc.problem(
+                        "deployment.worker-type",
+                        f"workerType {worker_type!r} is not the instance type of any node pool of Cluster {cluster.name!r}; available: {', '.join(pool_types)}",
+                        f"/spec/workerQueues/{i}/workerType",
+                    )
+                )
+    task_pool = spec.get("taskPodNodePool")
+    if executor == "KUBERNETES" and task_pool and cluster.pool(task_pool) is None:
+        found.append(
+            doc.problem(
+                "deployment.task-pod-pool",
+                f"Cluster {cluster.name!r} has no node pool {task_pool!r}; pools: {', '.join(p.name for p in cluster.node_pools)}",
+                "/spec/taskPodNodePool",
+            )
+        )
+    return found
+
+
+def _check_pool_capacity(
+    deployments: Sequence[Deployment], clusters: Mapping[str, Cluster], docs: Mapping[str, CheckedDocument]
+) -> list[Problem]:
+    """Warn when the queues placed on a pool could ask for more nodes than it may have."""
+    demand: dict[tuple[str, str], list[tuple[Deployment, int]]] = defaultdict(list)
+    for deployment in deployments:
+        for i, queue in enumerate(deployment.worker_queues):
+            demand[(deployment.cluster, queue.worker_type)].append((deployment, i))
+    problems = []
+    for (cluster_name, worker_type), users in sorted(demand.items()):
+        cluster = clusters[cluster_name]
+        pools = [p for p in cluster.node_pools if p.node_instance_type == worker_type]
+        capacity = sum(p.max_node_count for p in pools)
+        wanted = sum(d.worker_queues[i].max_worker_count for d, i in users)
+        if wanted > capacity:
+            deployment, index = users[-1]
+            doc = docs[deployment.name]
+            problems.append(
+                doc.problem(
+                    "deployment.pool-capacity",
+                    f"queues on {worker_type} in Cluster {cluster_name!r} may use up to {wanted} workers, "
+                    f"but its node pool(s) {', '.join(p.name for p in pools)} allow at most {capacity} nodes",
+                    f"/spec/workerQueues/{index}/maxWorkerCount",
+                    warning=True,
+                )
+            )
+    return problems

@@ -17,11 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from . import __version__
+from . import __version__, render
 from .errors import DriftwardenError
-from .problems import Problem
 from .schemas import ENVELOPE_FILE, SCHEMA_FILES
-from .validation import ValidationResult, default_cache_dir, default_schemas, validate_paths
+from .validation import default_cache_dir, default_schemas, validate_paths
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -123,56 +122,13 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_USAGE
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     result = validate_paths(paths, cache_dir=cache_dir)
-    render = {"text": render_text, "json": render_json, "github": render_github}[args.format]
-    out.write(render(result))
+    formatter = {
+        "text": render.validation_text,
+        "json": render.validation_json,
+        "github": render.validation_github,
+    }[args.format]
+    out.write(formatter(result))
     return EXIT_OK if result.valid else EXIT_INVALID
-
-
-def render_json(result: ValidationResult) -> str:
-    return json.dumps(result.to_json(), indent=2) + "\n"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def render_text(result: ValidationResult) -> str:
-    lines = [str(problem) for problem in result.problems]
-    objects = ", ".join(_plural(result.declared.get(kind, 0), kind) for kind in ("Cluster", "Deployment"))
-    files = _plural(len(result.files), "file")
-    if not result.files:
-        lines.append("no manifests found (looked for *.yaml and *.yml)")
-    warnings = f", {_plural(len(result.warnings), 'warning')}" if result.warnings else ""
-    if result.valid:
-        lines.append(f"valid: {files}, {objects}{warnings}")
-    else:
-        lines.append(f"invalid: {_plural(len(result.errors), 'error')}{warnings} in {files} ({objects})")
-    return "\n".join(lines) + "\n"
-
-
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def _github_line(problem: Problem) -> str:
-    level = "error" if problem.is_error else "warning"
-    subject = f"{problem.kind}/{problem.name} " if problem.kind and problem.name else ""
-    field = f"{problem.pointer}: " if problem.pointer else ""
-    return (
-        f"::{level} file={_escape_property(problem.file)},line={problem.line},col={problem.column},"
-        f"title={_escape_property('driftwarden ' + problem.rule)}::{_escape_data(subject + field + problem.message)}"
-    )
-
-
-def render_github(result: ValidationResult) -> str:
-    lines = [_github_line(problem) for problem in result.problems]
-    summary = render_text(result).rstrip("\n").rsplit("\n", 1)[-1]
-    lines.append(summary)
-    return "\n".join(lines) + "\n"
 
 
 # --- schema ---------------------------------------------------------------------------------------

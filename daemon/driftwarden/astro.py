@@ -154,4 +154,4 @@ def convert(document: Document) -> tuple[Document | None, list[Problem]]:
         return None, problems
     data = {"apiVersion": API_VERSION, "kind": "Deployment", "metadata": metadata, "spec": spec}
     positions = {ours: document.position(theirs) for ours, theirs in moved.items()}
-    return Document(document.file, document.index, data, positions, {}), []
+    return Document(document.file, document.index, data, positions, {}, moved), []

@@ -60,6 +60,14 @@ class Document:
     # JSON pointer -> source text of scalars that YAML did not read as strings
     # (numbers, booleans, dates), so errors can show what the author wrote.
     raw_scalars: Mapping[str, str] = field(default_factory=dict)
+    # For a document converted from another layout (an Astro CLI deployment file): our
+    # pointer -> the pointer of the same node in the file, so problems name what the author
+    # can find. Empty for a document read as written.
+    source_pointers: Mapping[str, str] = field(default_factory=dict)
+
+    def source_pointer(self, pointer: str) -> str:
+        """`pointer` as it reads in the file: the nearest converted ancestor's source pointer."""
+        return source_pointer(self.source_pointers, pointer)
 
     def position(self, pointer: str) -> tuple[int, int]:
         """Position of `pointer`, or of its nearest ancestor that has one."""
@@ -79,6 +87,19 @@ class FileResult:
     file: str
     documents: list[Document]
     problems: list[Problem]
+
+
+def source_pointer(source_pointers: Mapping[str, str] | None, pointer: str) -> str:
+    """Translate `pointer` of a converted document back into its file (identity if not converted).
+
+    A pointer the conversion did not record (a field filled in by a default) becomes its
+    nearest recorded ancestor: the remainder would be spelled in the other layout.
+    """
+    if not source_pointers:
+        return pointer
+    while pointer and pointer not in source_pointers:
+        pointer = pointer.rsplit("/", 1)[0]
+    return source_pointers.get(pointer, "")
 
 
 def escape_pointer_token(token: str) -> str:

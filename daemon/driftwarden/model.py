@@ -286,6 +286,22 @@ def normalize_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def prepare_defaults(kind: str, document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Defaults that depend on what the author wrote, applied before the schema's own.
+
+    A cluster with a single node pool: that pool is the default pool even when the author
+    did not say `isDefault: true` (the schema default `false` would otherwise make it a
+    cluster without a default pool).
+    """
+    spec = document.get("spec")
+    if kind != "Cluster" or not isinstance(spec, Mapping):
+        return document
+    pools = spec.get("nodePools")
+    if isinstance(pools, list) and len(pools) == 1 and isinstance(pools[0], Mapping) and "isDefault" not in pools[0]:
+        return {**document, "spec": {**spec, "nodePools": [{**pools[0], "isDefault": True}]}}
+    return document
+
+
 def normalize_cluster_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Canonical form of a schema-valid Cluster spec (defaults already applied)."""
     out = dict(spec)
@@ -294,9 +310,6 @@ def normalize_cluster_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     region = spec["region"]
     out["availabilityZones"] = list(spec.get("availabilityZones") or default_availability_zones(region))
     pools = [dict(pool) for pool in spec["nodePools"]]
-    # A single pool is the default pool even when the author did not say so.
-    if len(pools) == 1 and "isDefault" not in spec["nodePools"][0]:
-        pools[0]["isDefault"] = True
     for pool in pools:
         pool["labels"] = _string_map(pool.get("labels"))
         pool["taints"] = [dict(t) for t in pool.get("taints", [])]

@@ -233,8 +233,10 @@ def _describe_value(error: ValidationError, raw_scalars: Mapping[str, str], poin
         return message
     if validator == "pattern":
         example = schema.get("examples")
-        hint = f", for example {_show(example[0])}" if isinstance(example, list) and example else ""
-        return f"{_show(value)} is not in the expected form{hint} (pattern {expected})"
+        if isinstance(example, list) and example:
+            # An example says more to a person than the regular expression does.
+            return f"{_show(value)} is not in the expected form, for example {_show(example[0])}"
+        return f"{_show(value)} is not in the expected form (pattern {expected})"
     if validator == "format":
         name = {"email": "email address"}.get(expected, expected)
         return f"{_show(value)} is not a valid {name}"
@@ -284,8 +286,38 @@ def _describe_alternatives(error: ValidationError, raw_scalars: Mapping[str, str
         )
     branches = error.validator_value if isinstance(error.validator_value, list) else []
     forms = " | ".join(_branch_label(b) for b in branches)
-    closest = best_match(error.context or [])
+    closest = _closest_branch_error(error, branches)
     detail = ""
     if closest is not None:
         detail = "; closest: " + _describe(closest, raw_scalars)[0].message
     return f"matches none of the allowed forms ({forms}){detail}"
+
+
+def _closest_branch_error(error: ValidationError, branches: list[Any]) -> ValidationError | None:
+    """The first error of the branch the author most likely meant.
+
+    jsonschema's best_match prefers shallow errors, which often describes the wrong branch
+    ("missing isSecret" for a plain variable with a numeric value). The branch whose known
+    properties cover most of the keys the author wrote is the one they meant.
+    """
+    context = list(error.context or [])
+    if not context:
+        return None
+    value = error.instance
+    if not isinstance(value, dict) or not branches:
+        return best_match(context)
+
+    def score(index: int) -> tuple[int, int]:
+        branch = branches[index] if isinstance(branches[index], dict) else {}
+        known = set(branch.get("properties", {})) | set(branch.get("required", []))
+        covered = len(set(value) & known)
+        return (covered, -len(set(value) - known))
+
+    by_branch: dict[int, list[ValidationError]] = {}
+    for sub in context:
+        if sub.relative_schema_path:
+            by_branch.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+    if not by_branch:
+        return best_match(context)
+    chosen = max(by_branch, key=score)
+    return best_match(by_branch[chosen])

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, astro
-from .loader import Document, Limits, discover, load_bytes, read_bytes
+from .loader import Document, Limits, discover, load_bytes, read_bytes, source_pointer
 from .model import (
     API_VERSION,
     KINDS,
@@ -43,6 +43,7 @@ from .model import (
     deployment_from_spec,
     normalize_metadata,
     normalize_spec,
+    prepare_defaults,
 )
 from .problems import Problem
 from .schemas import SchemaSet
@@ -67,6 +68,8 @@ class CheckedDocument:
     spec: dict[str, Any] | None = None
     # What the author wrote themselves (before defaults), for checks that care.
     authored_keys: frozenset[str] = frozenset()
+    # Set for a document converted from an Astro CLI file (see `Document.source_pointers`).
+    source_pointers: Mapping[str, str] | None = None
 
     def position(self, pointer: str) -> tuple[int, int]:
         return Document(self.file, self.index, None, self.positions).position(pointer)
@@ -74,7 +77,16 @@ class CheckedDocument:
     def problem(self, rule: str, message: str, pointer: str, *, warning: bool = False) -> Problem:
         line, column = self.position(pointer)
         make = Problem.warning if warning else Problem.error
-        return make(self.file, rule, message, line=line, column=column, pointer=pointer, kind=self.kind, name=self.name)
+        return make(
+            self.file,
+            rule,
+            message,
+            line=line,
+            column=column,
+            pointer=source_pointer(self.source_pointers, pointer),
+            kind=self.kind,
+            name=self.name,
+        )
 
 
 @dataclass
@@ -172,6 +184,7 @@ def check_document(document: Document, schemas: SchemaSet) -> tuple[CheckedDocum
         name,
         start_line,
         document.positions,
+        source_pointers=document.source_pointers or None,
     )
     if data.get("apiVersion") != API_VERSION:
         what = "missing" if "apiVersion" not in data else f"{data.get('apiVersion')!r} is not supported"
@@ -188,7 +201,7 @@ def check_document(document: Document, schemas: SchemaSet) -> tuple[CheckedDocum
     errors = schemas.check(kind, data, document.raw_scalars)
     if errors:
         return checked, [_schema_problem(document, e, kind, name) for e in errors]
-    filled = schemas.apply_defaults(kind, data)
+    filled = schemas.apply_defaults(kind, prepare_defaults(kind, data))
     checked.metadata = normalize_metadata(filled["metadata"])
     checked.spec = normalize_spec(kind, filled["spec"])
     checked.authored_keys = frozenset(data.get("spec", {}))
@@ -203,8 +216,9 @@ def _astro_name(data: Mapping[str, Any]) -> str | None:
 
 def _schema_problem(document: Document, error: Any, kind: str | None, name: str | None) -> Problem:
     line, column = document.position(error.pointer)
+    pointer = document.source_pointer(error.pointer)
     return Problem.error(
-        document.file, error.rule, error.message, line=line, column=column, pointer=error.pointer, kind=kind, name=name
+        document.file, error.rule, error.message, line=line, column=column, pointer=pointer, kind=kind, name=name
     )
 
 
@@ -579,6 +593,17 @@ def _check_deployment(doc: CheckedDocument, cluster: Cluster | None, cluster_dec
                     "/spec/workerQueues",
                 )
             )
+    seen_keys: dict[str, int] = {}
+    for i, variable in enumerate(spec.get("environmentVariables", [])):
+        if variable["key"] in seen_keys:
+            found.append(
+                doc.problem(
+                    "deployment.variable-key",
+                    f"environment variable {variable['key']!r} is set twice (also item {seen_keys[variable['key']]})",
+                    f"/spec/environmentVariables/{i}/key",
+                )
+            )
+        seen_keys.setdefault(variable["key"], i)
     cluster_name = spec["cluster"]
     if cluster is None:
         if cluster_declared:

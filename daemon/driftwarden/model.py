@@ -328,7 +328,10 @@ def normalize_deployment_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     out["scheduler"] = dict(spec["scheduler"])
     out["environmentVariables"] = [dict(v) for v in spec.get("environmentVariables", [])]
     out["alertEmails"] = list(spec.get("alertEmails", []))
-    out["workerQueues"] = [dict(q) for q in spec.get("workerQueues", [])]
+    # Left out when not given: an empty list would not satisfy the schema (minItems 1), and
+    # the default queue depends on the cluster, so `deployment_from_spec` supplies it.
+    if "workerQueues" in spec:
+        out["workerQueues"] = [dict(q) for q in spec["workerQueues"]]
     return out
 
 

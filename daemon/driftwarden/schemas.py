@@ -307,11 +307,15 @@ def _closest_branch_error(error: ValidationError, branches: list[Any]) -> Valida
     if not isinstance(value, dict) or not branches:
         return best_match(context)
 
-    def score(index: int) -> tuple[int, int]:
+    def score(index: int) -> tuple[int, int, int, int]:
         branch = branches[index] if isinstance(branches[index], dict) else {}
         known = set(branch.get("properties", {})) | set(branch.get("required", []))
         covered = len(set(value) & known)
-        return (covered, -len(set(value) - known))
+        # Errors about the value itself (a missing or unknown key) mean the author did not
+        # write this form; errors only inside one of its fields mean they did and got a
+        # detail wrong. Unlike `known`, this also works for a branch that is only a $ref.
+        shallow = sum(1 for sub in by_branch[index] if not sub.relative_path)
+        return (-shallow, -len(by_branch[index]), covered, -len(set(value) - known))
 
     by_branch: dict[int, list[ValidationError]] = {}
     for sub in context:

@@ -1,0 +1,256 @@
+"""Carry out a plan: dependency order, independent work in parallel, one outcome per change.
+
+Creates and updates run as soon as what they depend on is done, with a bounded thread pool.
+Long AWS operations (EKS clusters, node groups, RDS, NAT gateways) are awaited with a
+timeout and progress reports; with `wait=False` they are started and left to AWS, and their
+dependants are reported as waiting — the next run continues where AWS is, and because every
+resource is found again by its tags nothing is created twice.
+
+A failure isolates only what depends on it. Deletions run last, in reverse dependency order.
+A replacement (node group blue/green) creates the new resource, waits for it to be ready,
+then deletes the old one.
+
+What it must not do: raise for a provider error (every error becomes an `Outcome`), or
+decide what to change (that is `plan.py`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import DriftwardenError
+from .graph import TYPE_ORDER
+from .model import Account
+from .observe import context_for
+from .plan import Change, contains_unknown, resolve
+from .providers.aws import AwsSessions, as_provider_error
+from .providers.base import REGISTRY, Context, Observed, Provider
+
+Result = Literal["applied", "pending", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    change: Change
+    result: Result
+    message: str = ""
+    observed: Observed | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.change.action,
+            "resource": self.change.key,
+            "type": self.change.type,
+            "result": self.result,
+            "message": self.message,
+            "id": self.observed.id if self.observed else self.change.id,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    wait: bool = True
+    # EKS clusters take ~15 minutes; node groups and RDS similar. Bounded, never forever.
+    timeout_seconds: float = 45 * 60
+    poll_seconds: float = 10.0
+    max_workers: int = 8
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+class Applier:
+    """Runs one plan. Holds the attribute map that resolves `Ref`s as resources appear."""
+
+    def __init__(
+        self,
+        sessions: AwsSessions,
+        instance: str,
+        observed: Sequence[Observed],
+        accounts: Mapping[str, Account],
+        *,
+        settings: ApplySettings = ApplySettings(),
+        progress: Progress = _quiet,
+        resolve_secret: Callable[[Any], str] | None = None,
+        providers: Mapping[str, Provider] = REGISTRY,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sessions = sessions
+        self.instance = instance
+        # Credentials per account id, for deleting resources whose manifest is gone.
+        self.accounts = accounts
+        self.settings = settings
+        self.progress = progress
+        self.resolve_secret = resolve_secret
+        self.providers = providers
+        self.sleep = sleep
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.attributes: dict[str, Mapping[str, Any]] = {}
+        self.states: dict[str, Observed] = {}
+        for item in observed:
+            if item.key is not None and item.key not in self.states:
+                self.states[item.key] = item
+                self.attributes[item.key] = item.attributes
+
+    # -- the whole plan --------------------------------------------------------------------
+
+    def run(self, changes: Sequence[Change]) -> list[Outcome]:
+        forward = [c for c in changes if c.action in ("create", "update", "replace")]
+        removals = [c for c in changes if c.action in ("delete", "release")]
+        outcomes = self._run_forward(forward)
+        outcomes += self._run_removals(removals, outcomes)
+        return outcomes
+
+    def _run_forward(self, changes: Sequence[Change]) -> list[Outcome]:
+        by_key = {c.key: c for c in changes}
+        done: dict[str, Outcome] = {}
+        outcomes: list[Outcome] = []
+        remaining = dict(by_key)
+        with concurrent.futures.ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="apply") as pool:
+            running: dict[concurrent.futures.Future[Outcome], str] = {}
+            while remaining or running:
+                for key, change in list(remaining.items()):
+                    deps = change.resource.depends_on if change.resource else ()
+                    waiting_on = [d for d in deps if d in by_key and d not in done]
+                    if waiting_on:
+                        continue
+                    blocked = [d for d in deps if d in done and done[d].result != "applied"]
+                    del remaining[key]
+                    if blocked:
+                        first = done[blocked[0]]
+                        word = "is still being created by AWS" if first.result == "pending" else f"{first.result}"
+                        outcome = Outcome(change, "skipped", f"waiting for {blocked[0]}, which {word}")
+                        done[key] = outcome
+                        outcomes.append(outcome)
+                        self.progress(f"  skip {key}: {outcome.message}")
+                        continue
+                    running[pool.submit(self._execute, change)] = key
+                if not running:
+                    if remaining:  # a dependency cycle would be a graph bug; never spin
+                        for key, change in remaining.items():
+                            outcome = Outcome(change, "skipped", "unresolvable dependencies")
+                            done[key] = outcome
+                            outcomes.append(outcome)
+                        remaining.clear()
+                    break
+                finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    key = running.pop(future)
+                    outcome = future.result()
+                    done[key] = outcome
+                    outcomes.append(outcome)
+        return outcomes
+
+    def _run_removals(self, changes: Sequence[Change], forward: Sequence[Outcome]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        rank = {t: i for i, t in enumerate(TYPE_ORDER)}
+        # Reverse dependency order: what was created last goes first.
+        for _order, group in _grouped(changes, key=lambda c: -rank.get(c.type, 0)):
+            with concurrent.futures.ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="delete") as pool:
+                outcomes.extend(pool.map(self._execute, group))
+        return outcomes
+
+    # -- one change ------------------------------------------------------------------------------
+
+    def _execute(self, change: Change) -> Outcome:
+        started = self.clock()
+        provider = self.providers[change.type]
+        try:
+            if change.action in ("delete", "release"):
+                assert change.observed is not None
+                ctx = self._context(change.observed.account, change.observed.region, change)
+                if change.action == "delete":
+                    self.progress(f"- delete {change.key} ({change.observed.id})")
+                    provider.delete(ctx, change.observed)
+                else:
+                    self.progress(f"- release {change.key} ({change.observed.id}): kept, tags removed")
+                    provider.untag(ctx, change.observed)
+                return Outcome(change, "applied", "", change.observed, self.clock() - started)
+            assert change.resource is not None
+            resource = change.resource
+            ctx = self._context(resource.account.id, resource.region, change)
+            with self._lock:
+                desired = provider.normalize_desired(resolve(resource.desired, self.attributes))
+            if contains_unknown(desired):
+                return Outcome(change, "skipped", "a value it needs is not known yet", None, self.clock() - started)
+            if change.action == "create":
+                self.progress(f"+ create {change.key}")
+                result = provider.create(ctx, resource, desired)
+            elif change.action == "update":
+                assert change.observed is not None
+                fields = sorted({d.path.split(".")[0] for d in change.diff})
+                self.progress(f"~ update {change.key} ({', '.join(fields)})")
+                result = provider.update(ctx, resource, desired, change.observed, fields)
+            else:
+                assert change.observed is not None
+                self.progress(f"± replace {change.key}: creating the new one first")
+                result = provider.create(ctx, resource, desired)
+                result = self._await(provider, ctx, change, result)
+                if result.status != "ready":
+                    return self._finish(change, result, started)
+                self.progress(f"± replace {change.key}: new one ready, deleting {change.observed.id}")
+                provider.delete(ctx, change.observed)
+            result = self._await(provider, ctx, change, result)
+            return self._finish(change, result, started)
+        except Exception as exc:
+            error = as_provider_error(exc, service=provider.service, region=change.region)
+            if error is None and not isinstance(exc, DriftwardenError):
+                raise  # a bug in driftwarden, not an AWS failure: let it surface
+            message = str(error or exc)
+            self.progress(f"! {change.action} {change.key} failed: {message}")
+            return Outcome(change, "failed", message, change.observed, self.clock() - started)
+
+    def _finish(self, change: Change, result: Observed, started: float) -> Outcome:
+        result = dataclasses.replace(result, account=change.account, region=change.region)
+        with self._lock:
+            self.states[change.key] = result
+            self.attributes[change.key] = result.attributes
+        if result.status == "ready":
+            return Outcome(change, "applied", "", result, self.clock() - started)
+        if result.status == "pending":
+            return Outcome(change, "pending", f"AWS is still working ({result.state or 'pending'})", result,
+                           self.clock() - started)
+        return Outcome(change, "failed", f"AWS reports {result.state or result.status}", result, self.clock() - started)
+
+    def _await(self, provider: Provider, ctx: Context, change: Change, result: Observed) -> Observed:
+        if result.status != "pending" or not self.settings.wait:
+            return result
+        deadline = self.clock() + self.settings.timeout_seconds
+        started = self.clock()
+        while result.status == "pending":
+            if self.clock() >= deadline:
+                return result
+            self.sleep(self.settings.poll_seconds)
+            refreshed = provider.refresh(ctx, result)
+            if refreshed is None:
+                return dataclasses.replace(result, status="failed", state="disappeared")
+            result = refreshed
+            self.progress(f"  … {change.key}: {result.state or result.status} ({int(self.clock() - started)}s)")
+        return result
+
+    def _context(self, account_id: str, region: str, change: Change) -> Context:
+        account = change.resource.account if change.resource else self.accounts.get(account_id)
+        if account is None:
+            raise DriftwardenError(f"no account credentials known for {change.key}")
+        return context_for(self.sessions, account, region, self.instance, self.resolve_secret)
+
+
+def _grouped(changes: Sequence[Change], key: Callable[[Change], int]) -> list[tuple[int, list[Change]]]:
+    groups: dict[int, list[Change]] = {}
+    for change in changes:
+        groups.setdefault(key(change), []).append(change)
+    return sorted(groups.items())

@@ -1,0 +1,122 @@
+"""Read what AWS has: every managed resource of every type, per (account, region), in parallel.
+
+A read costs one batched, paginated listing per resource type and place (IAM: per account),
+plus the per-cluster EKS reads that AWS offers no batch for — never one call per resource.
+A place whose role cannot be assumed, or whose reads fail, is reported as a `PlaceError`
+and does not stop the other places: its objects are marked failed, everything else goes on.
+
+What it must not do: change anything in AWS.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ProviderError
+from .graph import Resource
+from .model import Account
+from .providers.aws import AccountRef, AwsSessions, as_provider_error
+from .providers.base import REGISTRY, Context, Observed, Provider
+
+
+@dataclass(frozen=True)
+class Place:
+    account: Account
+    region: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.account.id}/{self.region}"
+
+
+@dataclass(frozen=True)
+class PlaceError:
+    account: str
+    region: str
+    type: str
+    message: str
+    retryable: bool
+
+
+@dataclass
+class Observation:
+    resources: list[Observed] = field(default_factory=list)
+    errors: list[PlaceError] = field(default_factory=list)
+
+    def failed_places(self) -> set[tuple[str, str]]:
+        return {(e.account, e.region) for e in self.errors}
+
+
+def account_ref(account: Account) -> AccountRef:
+    return AccountRef(account.id, account.role_name, account.external_id)
+
+
+def context_for(sessions: AwsSessions, account: Account, region: str, instance: str,
+                resolve_secret: Callable[[Any], str] | None = None) -> Context:
+    ref = account_ref(account)
+    return Context(
+        account_id=account.id,
+        region=region,
+        instance=instance,
+        client=lambda service: sessions.client(ref, region, service),
+        resolve_secret=resolve_secret,
+    )
+
+
+def places_of(resources: Iterable[Resource]) -> list[Place]:
+    seen: dict[tuple[str, str], Place] = {}
+    for resource in resources:
+        seen.setdefault((resource.account.id, resource.region), Place(resource.account, resource.region))
+    return list(seen.values())
+
+
+def observe(
+    sessions: AwsSessions,
+    places: Sequence[Place],
+    instance: str,
+    *,
+    providers: Mapping[str, Provider] = REGISTRY,
+    max_workers: int = 8,
+) -> Observation:
+    """Read every provider type in every place; see the module docstring."""
+    jobs: list[tuple[Place, Provider]] = []
+    global_done: set[tuple[str, str]] = set()
+    for place in places:
+        for provider in providers.values():
+            if provider.global_service:
+                marker = (place.account.id, provider.type)
+                if marker in global_done:
+                    continue
+                global_done.add(marker)
+            jobs.append((place, provider))
+    observation = Observation()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="observe") as pool:
+        futures = {
+            pool.submit(_read, sessions, place, provider, instance): (place, provider) for place, provider in jobs
+        }
+        for future in concurrent.futures.as_completed(futures):
+            place, provider = futures[future]
+            try:
+                observation.resources.extend(future.result())
+            except ProviderError as exc:
+                observation.errors.append(
+                    PlaceError(place.account.id, place.region, provider.type, str(exc), exc.retryable)
+                )
+    observation.resources.sort(key=lambda o: (o.key or "", o.id))
+    return observation
+
+
+def _read(sessions: AwsSessions, place: Place, provider: Provider, instance: str) -> list[Observed]:
+    ctx = context_for(sessions, place.account, place.region, instance)
+    try:
+        found = provider.read(ctx)
+    except Exception as exc:
+        mapped = as_provider_error(exc, service=provider.service, account=account_ref(place.account), region=place.region)
+        if mapped is None:
+            raise
+        raise mapped from exc
+    return [dataclasses.replace(item, account=place.account.id, region=place.region) for item in found]

@@ -1,0 +1,705 @@
+"""The AWS access layer: the only module that builds boto3 sessions and clients.
+
+What it owns:
+
+* `AwsSessions` — clients for the daemon's own (control) identity and, through
+  `sts:AssumeRole` with the cluster's ExternalId, for every target account. Assumed-role
+  credentials refresh themselves before they expire; credentials are cached per
+  (account, role, external id) and clients per (account, role, external id, region, service),
+  built once and shared by every thread (botocore clients are thread-safe, sessions are not, so
+  building happens under a lock).
+* The retry policy (`client_config`): botocore's "standard" or "adaptive" mode, i.e. jittered
+  exponential backoff on throttling, 5xx and connection errors, with connect/read timeouts.
+* Error mapping, in one place (`map_error`): every client handed out raises driftwarden's own
+  `ProviderError` family instead of botocore's exceptions, so providers and the engine never
+  import botocore to tell "retry later" from "needs a human" from "absent".
+* Call accounting (`ApiCallObserver`): every logical call, retry and throttle is reported, for
+  the `aws_api_calls_total` / `aws_throttled_total` metrics and for tests that prove a second
+  apply makes no mutating call.
+
+Both error mapping and accounting are botocore event handlers (`after-call`,
+`after-call-error`, `needs-retry`) registered on each client, not wrappers around client
+methods: that way paginators see them too, retries are observed where botocore makes them, and a
+client stays a plain boto3 client. One consequence: botocore *waiters* that expect a
+`ClientError` (error acceptors) do not work on these clients; poll with a provider's `refresh`.
+
+What it must not do: log, return or put in an error message any credential (access key, secret,
+session token) or the ExternalId; decide anything about resources (that is the providers' job).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, Protocol
+
+import boto3
+import botocore.session
+from botocore import xform_name
+from botocore.config import Config
+from botocore.credentials import (
+    CredentialProvider,
+    CredentialResolver,
+    Credentials,
+    DeferredRefreshableCredentials,
+)
+from botocore.exceptions import (
+    BotoCoreError,
+    CapacityNotAvailableError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from ..errors import (
+    AccessDeniedError,
+    NotFoundError,
+    PermanentProviderError,
+    ProviderError,
+    TransientProviderError,
+)
+
+logger = logging.getLogger(__name__)
+
+# A botocore client. Its operations are generated at runtime, so there is no useful static type.
+AwsClient = Any
+
+SessionFactory = Callable[[], boto3.Session]
+Clock = Callable[[], datetime]
+
+# --------------------------------------------------------------------------------------------
+# Accounts
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """A target account and how to get into it: the role to assume and its ExternalId."""
+
+    account_id: str
+    role_name: str
+    # Kept out of repr so that logging an AccountRef never prints it.
+    external_id: str = field(repr=False)
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{self.role_name}"
+
+
+# --------------------------------------------------------------------------------------------
+# Observing calls
+# --------------------------------------------------------------------------------------------
+
+CallResult = Literal["ok", "retried", "not_found", "denied", "transient", "error"]
+
+#: Every `result` an observer can receive, and what each one means:
+#:
+#: * ``ok`` — a call finished successfully (once per logical call);
+#: * ``retried`` — botocore sent one more attempt for a call (once per retry, so a call
+#:   throttled twice and then answered reports ``retried`` twice and ``ok`` once);
+#: * ``not_found`` — the call finished with a not-found error (`NotFoundError`; readers treat
+#:   it as "absent", so it is not a failure of driftwarden);
+#: * ``denied`` — the call finished with `AccessDeniedError` (role or permission missing);
+#: * ``transient`` — the call finished with `TransientProviderError`: throttling, 5xx or
+#:   connection trouble that outlasted every retry;
+#: * ``error`` — the call finished with any other error.
+#:
+#: So ``ok + not_found + denied + transient + error`` counts logical calls, and ``retried``
+#: counts the extra HTTP attempts on top of them.
+CALL_RESULTS: Final[tuple[CallResult, ...]] = (
+    "ok",
+    "retried",
+    "not_found",
+    "denied",
+    "transient",
+    "error",
+)
+
+# Operations that only read. Anything else counts as mutating, except the calls that change no
+# resource but are needed to get in at all.
+_READ_ONLY_PREFIXES: Final = ("Describe", "List", "Get", "Head", "Lookup")
+_NON_MUTATING_CALLS: Final = frozenset({("sts", "AssumeRole")})
+
+
+def is_mutating(service: str, operation: str) -> bool:
+    """Whether an operation (e.g. ``CreateVpc``) can change AWS state."""
+    if (service, operation) in _NON_MUTATING_CALLS:
+        return False
+    return not operation.startswith(_READ_ONLY_PREFIXES)
+
+
+class ApiCallObserver(Protocol):
+    """Receives one event per logical AWS call, per retry and per throttled attempt.
+
+    `service` is botocore's service name (``ec2``, ``eks``, ``secretsmanager``...), `operation`
+    the API name (``DescribeVpcs``), `result` one of `CALL_RESULTS`. Implementations must be
+    thread-safe and fast: they run inside every AWS call, on the caller's thread.
+    """
+
+    def api_call(self, service: str, operation: str, result: CallResult) -> None: ...
+
+    def throttled(self, service: str) -> None: ...
+
+
+class NullObserver:
+    """An observer that ignores everything."""
+
+    def api_call(self, service: str, operation: str, result: CallResult) -> None:
+        return None
+
+    def throttled(self, service: str) -> None:
+        return None
+
+
+class CountingObserver:
+    """Counts calls by (service, operation, result) and throttles by service; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: Counter[tuple[str, str, str]] = Counter()
+        self._throttles: Counter[str] = Counter()
+
+    def api_call(self, service: str, operation: str, result: CallResult) -> None:
+        with self._lock:
+            self._calls[(service, operation, result)] += 1
+
+    def throttled(self, service: str) -> None:
+        with self._lock:
+            self._throttles[service] += 1
+
+    @property
+    def calls(self) -> Counter[tuple[str, str, str]]:
+        """A snapshot of the call counts, keyed by (service, operation, result)."""
+        with self._lock:
+            return Counter(self._calls)
+
+    @property
+    def throttles(self) -> Counter[str]:
+        """A snapshot of throttled attempts by service."""
+        with self._lock:
+            return Counter(self._throttles)
+
+    def count(
+        self, service: str | None = None, operation: str | None = None, result: str | None = None
+    ) -> int:
+        """How many events match; None matches anything."""
+        return sum(
+            n
+            for (s, o, r), n in self.calls.items()
+            if (service is None or s == service)
+            and (operation is None or o == operation)
+            and (result is None or r == result)
+        )
+
+    def mutating_calls(self) -> int:
+        """Logical calls (retries not counted twice) to operations that can change AWS state."""
+        return sum(
+            n for (s, o, r), n in self.calls.items() if r != "retried" and is_mutating(s, o)
+        )
+
+    def reset(self) -> None:
+        with self._lock:
+            self._calls.clear()
+            self._throttles.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# Error mapping: the one place where botocore's errors become driftwarden's
+# --------------------------------------------------------------------------------------------
+
+_DENIED_CODES: Final = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnauthorizedException",
+        "AuthFailure",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+    }
+)
+# What STS answers when *our* side cannot get in; all of them need a human (trust policy,
+# ExternalId, expired control credentials), so all become AccessDeniedError on assume-role.
+_ASSUME_ROLE_DENIED_CODES: Final = _DENIED_CODES | {"ExpiredToken", "ExpiredTokenException"}
+_NOT_FOUND_CODES: Final = frozenset(
+    {"NoSuchEntity", "ResourceNotFoundException", "ResourceNotFound", "404"}
+)
+_THROTTLING_CODES: Final = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "EC2ThrottledException",
+        "SlowDown",
+        "BandwidthLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "PriorRequestNotComplete",
+    }
+)
+_TRANSIENT_CODES: Final = _THROTTLING_CODES | {
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "InternalServerException",
+    "ServerException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "Unavailable",
+    "IDPCommunicationError",
+    # With self-refreshing credentials an expired token is a race with the refresh: retrying
+    # signs with fresh credentials.
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "ConcurrentModification",
+    "ConcurrentModificationException",
+    # EC2 says this while a dependent resource is still being deleted (a NAT gateway takes
+    # minutes to go); the next cycle succeeds.
+    "DependencyViolation",
+}
+
+
+def is_throttling(code: str | None, status: int | None = None) -> bool:
+    """Whether an error code (or HTTP 429) means AWS is rate-limiting us."""
+    return status == 429 or (code is not None and code in _THROTTLING_CODES)
+
+
+def _error_class(code: str | None, status: int | None) -> type[ProviderError]:
+    code = code or ""
+    if code in _DENIED_CODES:
+        return AccessDeniedError
+    if code in _NOT_FOUND_CODES or "NotFound" in code or code.startswith("NoSuch"):
+        return NotFoundError
+    if code in _TRANSIENT_CODES or code.startswith("Throttl") or status == 429:
+        return TransientProviderError
+    if status is not None and status >= 500:
+        return TransientProviderError
+    return PermanentProviderError
+
+
+# AWS validation messages quote the offending input ("Value 'x' at 'secretString' failed to
+# satisfy constraint"); that input may be a secret, and error messages reach logs and status.
+_QUOTED_VALUE: Final = re.compile(r"Value '.*?' at '", re.DOTALL)
+
+
+def _redact(message: str) -> str:
+    return _QUOTED_VALUE.sub("Value (redacted) at '", message)
+
+
+def _where(account: AccountRef | None, region: str | None) -> str:
+    place = f"account {account.account_id}" if account else "the control account"
+    return f"{place} ({region})" if region else place
+
+
+def map_error(
+    exc: ClientError | BotoCoreError,
+    *,
+    service: str,
+    operation: str,
+    account: AccountRef | None = None,
+    region: str | None = None,
+) -> ProviderError:
+    """The driftwarden error for a botocore error; callers `raise map_error(e, ...) from e`.
+
+    Not-found codes (``NoSuchEntity``, ``ResourceNotFoundException``, ``*NotFound*``) give
+    `NotFoundError`; access codes (``AccessDenied``, ``UnauthorizedOperation``...) give
+    `AccessDeniedError`; throttling, 5xx, timeouts and connection errors give
+    `TransientProviderError`; everything else `PermanentProviderError`.
+    """
+    call = f"{service}:{operation} in {_where(account, region)}"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = error.get("Code") or None
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = _redact(error.get("Message") or "")
+        detail = ": ".join(part for part in (code, message) if part) or f"HTTP {status}"
+        return _error_class(code, status)(f"{call} failed: {detail}", code=code)
+    code = type(exc).__name__
+    if isinstance(exc, BotoConnectionError | HTTPClientError | CredentialRetrievalError):
+        cls = TransientProviderError
+    elif isinstance(exc, CapacityNotAvailableError):
+        # The adaptive-mode client-side rate limiter ran out of tokens: back off and retry.
+        cls = TransientProviderError
+    else:
+        # No credentials, bad parameters, unknown region...: retrying the same call won't help.
+        cls = PermanentProviderError
+    return cls(f"{call} failed: {code}: {exc}", code=code)
+
+
+def assume_role_error(account: AccountRef, cause: ProviderError) -> ProviderError:
+    """The error for a failed AssumeRole into `account`, naming account and role, not the id."""
+    if cause.code in _ASSUME_ROLE_DENIED_CODES:
+        cls: type[ProviderError] = AccessDeniedError
+    else:
+        cls = type(cause)
+    message = (
+        f"cannot assume role {account.role_name} in account {account.account_id}: "
+        f"{cause.code or 'error'}"
+    )
+    if cls is AccessDeniedError:
+        message += " (check the role's trust policy and the cluster's externalId)"
+    return cls(message, code=cause.code)
+
+
+def _result_of(error: BaseException) -> CallResult:
+    if isinstance(error, AccessDeniedError):
+        return "denied"
+    if isinstance(error, NotFoundError):
+        return "not_found"
+    if isinstance(error, ProviderError) and error.retryable:
+        return "transient"
+    return "error"
+
+
+# --------------------------------------------------------------------------------------------
+# Retry policy
+# --------------------------------------------------------------------------------------------
+
+
+def client_config(
+    *,
+    retry_mode: Literal["standard", "adaptive"] = "standard",
+    max_attempts: int = 5,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 30.0,
+    max_pool_connections: int = 32,
+) -> Config:
+    """The botocore policy for every client: retries with jittered backoff, and timeouts.
+
+    "standard" retries throttling, 5xx, timeouts and connection errors with jittered
+    exponential backoff (capped at 20 s per wait by botocore); "adaptive" adds client-side rate
+    limiting per client, i.e. per account, region and service here. `max_attempts` counts the
+    first attempt. The connection pool is sized for the reconcile thread pool.
+    """
+    return Config(
+        # botocore's Config "max_attempts" counts retries only; "total_max_attempts" counts
+        # the first attempt too, like AWS_MAX_ATTEMPTS and the config file do.
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_pool_connections=max_pool_connections,
+        user_agent_extra="driftwarden",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Per-client hooks: accounting and error mapping
+# --------------------------------------------------------------------------------------------
+
+
+class _ClientHooks:
+    """botocore event handlers for one client: count calls, retries, throttles; map errors."""
+
+    def __init__(self, client: AwsClient, observer: ApiCallObserver, account: AccountRef | None):
+        self._client = client
+        self._observer = observer
+        self._account = account
+        self._service: str = client.meta.service_model.service_name
+        self._region: str | None = client.meta.region_name
+
+    def install(self) -> None:
+        events = self._client.meta.events
+        # `register_last` so that botocore's own after-call handlers (retry quota...) run first.
+        events.register_last("after-call", self._after_call)
+        events.register_last("after-call-error", self._after_call_error)
+        # Returning None leaves the retry decision to botocore's retry handler.
+        events.register("needs-retry", self._needs_retry)
+
+    def _count_retries(self, operation: str, context: Mapping[str, Any]) -> None:
+        attempts = int(context.get("retries", {}).get("attempt", 1))
+        for _ in range(attempts - 1):
+            self._observer.api_call(self._service, operation, "retried")
+
+    def _needs_retry(
+        self, response: tuple[Any, dict[str, Any]] | None = None, **_: Any
+    ) -> None:
+        # Called after every attempt, retried or not: the place to see each throttle.
+        if response is None:
+            return
+        http, parsed = response
+        if is_throttling(parsed.get("Error", {}).get("Code"), http.status_code):
+            self._observer.throttled(self._service)
+
+    def _after_call(
+        self,
+        http_response: Any,
+        parsed: dict[str, Any],
+        model: Any,
+        context: Mapping[str, Any],
+        **_: Any,
+    ) -> None:
+        operation = model.name
+        self._count_retries(operation, context)
+        if http_response.status_code < 300:
+            self._observer.api_call(self._service, operation, "ok")
+            return
+        # The same ClientError botocore would raise next, kept as the cause.
+        code = context.get("error_code_override") or parsed.get("Error", {}).get("Code")
+        cause = self._client.exceptions.from_code(code)(parsed, operation)
+        error = map_error(
+            cause,
+            service=self._service,
+            operation=operation,
+            account=self._account,
+            region=self._region,
+        )
+        self._observer.api_call(self._service, operation, _result_of(error))
+        raise error from cause
+
+    def _after_call_error(
+        self, exception: BaseException, context: Mapping[str, Any], event_name: str, **_: Any
+    ) -> None:
+        # The request never got an HTTP answer (connection trouble, or credentials failed).
+        operation = event_name.rsplit(".", 1)[-1]
+        self._count_retries(operation, context)
+        if isinstance(exception, ProviderError):
+            # Already ours: a failed AssumeRole while signing this request.
+            self._observer.api_call(self._service, operation, _result_of(exception))
+            return
+        if not isinstance(exception, ClientError | BotoCoreError):
+            # Not an AWS problem but a bug: let it surface unchanged.
+            self._observer.api_call(self._service, operation, "error")
+            return
+        error = map_error(
+            exception,
+            service=self._service,
+            operation=operation,
+            account=self._account,
+            region=self._region,
+        )
+        self._observer.api_call(self._service, operation, _result_of(error))
+        raise error from exception
+
+
+# --------------------------------------------------------------------------------------------
+# Sessions and clients
+# --------------------------------------------------------------------------------------------
+
+
+class _FixedCredentialProvider(CredentialProvider):
+    """Hands one credentials object to a botocore session (the public way to set them)."""
+
+    METHOD = "driftwarden-assume-role"
+    CANONICAL_NAME = "driftwarden-assume-role"
+
+    def __init__(self, credentials: Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Credentials:
+        return self._credentials
+
+
+def default_role_session_name() -> str:
+    """``driftwarden-<host>``: CloudTrail in the target account shows which daemon called."""
+    host = re.sub(r"[^\w+=,.@-]", "-", socket.gethostname(), flags=re.ASCII) or "daemon"
+    return f"driftwarden-{host}"[:64]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AwsSessions:
+    """boto3 clients for the control identity and for assumed roles in target accounts.
+
+    `session_factory` builds the control session (the daemon's own identity; in tests, fake
+    static credentials). `endpoint_url` overrides every client's endpoint; by default botocore
+    resolves it itself (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_<SERVICE>``, config files).
+    `clock` is what the refreshing credentials compare their expiry with. `data_loader` is a
+    botocore `Loader` to share: parsing a service model costs far more than building a client
+    from it, so every account session shares one loader (by default the first one made here;
+    tests pass one loader to every `AwsSessions` they build).
+    """
+
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        *,
+        endpoint_url: str | None = None,
+        observer: ApiCallObserver | None = None,
+        config: Config | None = None,
+        sts_region: str | None = None,
+        role_session_name: str | None = None,
+        credential_duration_seconds: int = 3600,
+        clock: Clock = _utc_now,
+        data_loader: Any = None,
+    ) -> None:
+        self._session_factory = session_factory
+        self._endpoint_url = endpoint_url
+        self._observer: ApiCallObserver = observer or NullObserver()
+        self._config = config or client_config()
+        self._sts_region = sts_region
+        self._role_session_name = role_session_name or default_role_session_name()
+        self._duration = credential_duration_seconds
+        self._clock = clock
+        # Building sessions and clients is not thread-safe in boto3; using clients is.
+        self._lock = threading.RLock()
+        self._control_session: boto3.Session | None = None
+        self._account_sessions: dict[AccountRef, boto3.Session] = {}
+        self._control_clients: dict[tuple[str, str], AwsClient] = {}
+        self._clients: dict[tuple[AccountRef, str, str], AwsClient] = {}
+        # Shared by every account session so service models are parsed once, not per account.
+        self._loader: Any = data_loader
+
+    @property
+    def observer(self) -> ApiCallObserver:
+        return self._observer
+
+    def control_client(self, service: str, region: str) -> AwsClient:
+        """A client acting as the daemon itself (the control account)."""
+        key = (service, region)
+        client = self._control_clients.get(key)
+        if client is not None:
+            return client
+        with self._lock:
+            if key not in self._control_clients:
+                session = self._control()
+                self._control_clients[key] = self._build(session, service, region, None)
+            return self._control_clients[key]
+
+    def client(self, account: AccountRef, region: str, service: str) -> AwsClient:
+        """A client acting as `account.role_name` in `account`, via AssumeRole + ExternalId.
+
+        The role is assumed lazily, on the first call made with any client of that account,
+        and again shortly before the credentials expire.
+        """
+        key = (account, region, service)
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        with self._lock:
+            if key not in self._clients:
+                session = self._account_session(account)
+                self._clients[key] = self._build(session, service, region, account)
+            return self._clients[key]
+
+    def close(self) -> None:
+        """Close every client's connection pool; the object must not be used afterwards."""
+        with self._lock:
+            for client in [*self._control_clients.values(), *self._clients.values()]:
+                client.close()
+            self._control_clients.clear()
+            self._clients.clear()
+
+    def __enter__(self) -> AwsSessions:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _control(self) -> boto3.Session:
+        if self._control_session is None:
+            self._control_session = self._session_factory()
+        return self._control_session
+
+    def _build(
+        self, session: boto3.Session, service: str, region: str, account: AccountRef | None
+    ) -> AwsClient:
+        client = session.client(
+            service, region_name=region, endpoint_url=self._endpoint_url, config=self._config
+        )
+        _ClientHooks(client, self._observer, account).install()
+        return client
+
+    def _account_session(self, account: AccountRef) -> boto3.Session:
+        session = self._account_sessions.get(account)
+        if session is not None:
+            return session
+        control = self._control()
+        # Same profile as the control session (for region and endpoint settings); boto3 reports
+        # "default" when none was chosen, and naming a missing "default" is an error.
+        profile = control.profile_name if control.profile_name != "default" else None
+        core = botocore.session.Session(profile=profile)
+        if self._loader is None:
+            self._loader = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", self._loader)
+        credentials = DeferredRefreshableCredentials(
+            refresh_using=self._assume_role_refresher(account),
+            method=_FixedCredentialProvider.METHOD,
+            time_fetcher=self._clock,
+        )
+        core.register_component(
+            "credential_provider", CredentialResolver([_FixedCredentialProvider(credentials)])
+        )
+        session = boto3.Session(botocore_session=core)
+        self._account_sessions[account] = session
+        return session
+
+    def _assume_role_refresher(self, account: AccountRef) -> Callable[[], dict[str, str]]:
+        def refresh() -> dict[str, str]:
+            region = self._sts_region or self._control().region_name or "us-east-1"
+            sts = self.control_client("sts", region)
+            try:
+                response = sts.assume_role(
+                    RoleArn=account.role_arn,
+                    RoleSessionName=self._role_session_name,
+                    ExternalId=account.external_id,
+                    DurationSeconds=self._duration,
+                )
+            except ProviderError as e:
+                # The STS client's hooks already mapped it; name the account and role instead.
+                raise assume_role_error(account, e) from e
+            credentials = response["Credentials"]
+            logger.debug(
+                "assumed role %s in account %s", account.role_name, account.account_id
+            )
+            return {
+                "access_key": credentials["AccessKeyId"],
+                "secret_key": credentials["SecretAccessKey"],
+                "token": credentials["SessionToken"],
+                "expiry_time": credentials["Expiration"].isoformat(),
+            }
+
+        return refresh
+
+
+# --------------------------------------------------------------------------------------------
+# Paging
+# --------------------------------------------------------------------------------------------
+
+
+def paginate(client: AwsClient, operation: str, result_key: str, **kwargs: Any) -> Iterator[Any]:
+    """Every item under `result_key` across all pages of `operation`, via botocore paginators.
+
+    `operation` may be the API name (``DescribeVpcs``) or the method name (``describe_vpcs``);
+    `result_key` is a JMESPath expression (``Vpcs``, ``Reservations[].Instances[]``); `kwargs`
+    are the operation's parameters (and ``PaginationConfig``). Pages are fetched lazily.
+    """
+    paginator = client.get_paginator(xform_name(operation))
+    for item in paginator.paginate(**kwargs).search(result_key):
+        # `search` yields None for a page without the key; that is "no items", not an item.
+        if item is not None:
+            yield item
+
+
+def as_provider_error(
+    exc: BaseException, *, service: str, account: AccountRef | None = None, region: str | None = None
+) -> ProviderError | None:
+    """`exc` as driftwarden's own error when it came from AWS (botocore); None otherwise.
+
+    The engine calls providers, which let botocore errors through; this is where they become
+    `ProviderError`s, so no module outside this one needs to know botocore's exceptions.
+    """
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, ClientError | BotoCoreError):
+        operation = getattr(exc, "operation_name", None) or "call"
+        return map_error(exc, service=service, operation=operation, account=account, region=region)
+    return None

@@ -1,0 +1,224 @@
+"""One pass end to end: manifests -> validation -> graph -> observe -> plan -> (apply).
+
+`plan_once` changes nothing; `apply_once` carries the plan out. Both validate the whole
+revision before touching AWS: an invalid revision never reaches AWS (the daemon keeps the last
+good one in force; a one-shot command simply reports and stops).
+
+Secret variables are resolved here, in the control account, only to compute the content hash
+the plan compares (the hash is kept in a tag on the target secret); the values themselves are
+read again by the provider at apply time and never stored, logged or shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .apply import Applier, ApplySettings, Outcome, Progress
+from .errors import DriftwardenError, ProviderError
+from .graph import DEFAULT_INSTANCE, Resource, build_graph
+from .model import Account, SecretSource
+from .observe import Observation, Place, context_for, observe, places_of
+from .plan import Plan, PlanError, make_plan
+from .preflight import check_cluster
+from .providers.aws import AwsSessions
+from .providers.registry import load_providers
+from .validation import ValidationResult
+
+SecretResolver = Callable[[SecretSource], str]
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    instance: str = DEFAULT_INSTANCE
+    prune: bool = False
+    prune_limit: int = 20
+    apply: ApplySettings = field(default_factory=ApplySettings)
+
+
+@dataclass
+class PassResult:
+    revision: str
+    validation: ValidationResult
+    plan: Plan | None = None
+    observation: Observation | None = None
+    resources: list[Resource] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        if not self.validation.valid or self.plan is None:
+            return True
+        if self.plan.errors or (self.observation and self.observation.errors):
+            return True
+        return any(o.result == "failed" for o in self.outcomes)
+
+
+def secret_payload(values: Mapping[str, str]) -> tuple[str, str]:
+    """The secret's JSON document and its content hash (what the target's tag records)."""
+    document = json.dumps(dict(sorted(values.items())), separators=(",", ":"))
+    return document, hashlib.sha256(document.encode()).hexdigest()
+
+
+def control_secret_resolver(sessions: AwsSessions, default_region: str) -> SecretResolver:
+    """Read a `valueFrom` source in the control account (the daemon's own identity)."""
+
+    def resolve(source: SecretSource) -> str:
+        if source.kind == "env":
+            if source.ref not in os.environ:
+                raise DriftwardenError(f"environment variable {source.ref} is not set in the daemon")
+            return os.environ[source.ref]
+        if source.kind == "ssmParameter":
+            region = source.ref.split(":")[3] if source.ref.startswith("arn:") else default_region
+            client = sessions.control_client("ssm", region)
+            name = source.ref.split(":parameter", 1)[-1] if source.ref.startswith("arn:") else source.ref
+            return str(client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
+        region = source.ref.split(":")[3]
+        client = sessions.control_client("secretsmanager", region)
+        value = str(client.get_secret_value(SecretId=source.ref)["SecretString"])
+        if source.json_key:
+            return str(json.loads(value)[source.json_key])
+        return value
+
+    return _mapping_errors(resolve)
+
+
+def sandbox_secret_resolver() -> SecretResolver:
+    """In the sandbox there is no control account to read from: stand-in values, never real ones."""
+
+    def resolve(source: SecretSource) -> str:
+        if source.kind == "env" and source.ref in os.environ:
+            return os.environ[source.ref]
+        return f"sandbox-placeholder-for-{source.kind}"
+
+    return resolve
+
+
+def _mapping_errors(resolve: SecretResolver) -> SecretResolver:
+    def wrapped(source: SecretSource) -> str:
+        try:
+            return resolve(source)
+        except ProviderError:
+            raise
+        except DriftwardenError:
+            raise
+        except Exception as exc:  # botocore errors carry no secret values, only codes
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            raise DriftwardenError(f"cannot read secret source {source.kind} {source.ref}: {code}") from exc
+
+    return wrapped
+
+
+def _with_secret_hashes(resources: Sequence[Resource], resolve: SecretResolver) -> tuple[list[Resource], list[PlanError]]:
+    prepared: list[Resource] = []
+    errors: list[PlanError] = []
+    for resource in resources:
+        if not resource.secret_inputs:
+            prepared.append(resource)
+            continue
+        try:
+            values = {key: resolve(source) for key, source in resource.secret_inputs.items()}
+        except DriftwardenError as exc:
+            errors.append(PlanError(resource.key, resource.owner, str(exc), "valueFrom"))
+            continue
+        _document, digest = secret_payload(values)
+        prepared.append(dataclasses.replace(resource, desired={**resource.desired, "ContentHash": digest}))
+    return prepared, errors
+
+
+def accounts_of(resources: Iterable[Resource]) -> dict[str, Account]:
+    found: dict[str, Account] = {}
+    for resource in resources:
+        found.setdefault(resource.account.id, resource.account)
+    return found
+
+
+def plan_once(
+    validation: ValidationResult,
+    sessions: AwsSessions,
+    *,
+    revision: str,
+    settings: ReconcileSettings = ReconcileSettings(),
+    resolve_secret: SecretResolver,
+) -> PassResult:
+    """Validate, observe and plan; change nothing."""
+    result = PassResult(revision=revision, validation=validation)
+    if not validation.valid:
+        return result
+    load_providers()
+    resources = build_graph(validation.clusters, validation.deployments, settings.instance)
+    resources, secret_errors = _with_secret_hashes(resources, resolve_secret)
+    places: list[Place] = places_of(resources)
+    observation = observe(sessions, places, settings.instance)
+    failed_places = observation.failed_places()
+    # Objects in a place we could not read are left out of the plan: acting on half a
+    # picture could create duplicates. They are reported as errors instead.
+    readable = [r for r in resources if r.place not in failed_places]
+    declared = {f"Cluster/{c.name}" for c in validation.clusters} | {f"Deployment/{d.name}" for d in validation.deployments}
+    plan = make_plan(
+        readable,
+        [o for o in observation.resources if (o.account, o.region) not in failed_places],
+        revision=revision,
+        declared_owners=declared,
+        prune=settings.prune,
+        prune_limit=settings.prune_limit,
+        revision_valid=validation.valid,
+    )
+    _preflight(plan, validation, sessions, settings.instance)
+    plan.errors.extend(secret_errors)
+    secret_failed = {e.key for e in secret_errors}
+    plan.changes = [c for c in plan.changes if c.key not in secret_failed]
+    for error in observation.errors:
+        plan.errors.append(
+            PlanError(f"{error.account}/{error.region}", "", f"cannot read {error.type} in account {error.account} "
+                      f"{error.region}: {error.message}")
+        )
+    result.observation = observation
+    result.plan = plan
+    result.resources = resources
+    return result
+
+
+def _preflight(plan: Plan, validation: ValidationResult, sessions: AwsSessions, instance: str) -> None:
+    """Check the account and region of every cluster about to be created; hold it if they cannot host it."""
+    creating = {c.owner for c in plan.changes if c.type == "eks.cluster" and c.action == "create"}
+    for cluster in validation.clusters:
+        owner = f"Cluster/{cluster.name}"
+        if owner not in creating:
+            continue
+        ctx = context_for(sessions, cluster.account, cluster.region, instance)
+        checked = check_cluster(cluster, ctx.client)
+        plan.warnings.extend(f"{owner}: {w}" for w in checked.warnings)
+        if checked.errors:
+            plan.errors.extend(PlanError(f"{owner}/eks-cluster", owner, e) for e in checked.errors)
+            plan.changes = [c for c in plan.changes if c.owner != owner]
+
+
+def apply_once(
+    validation: ValidationResult,
+    sessions: AwsSessions,
+    *,
+    revision: str,
+    settings: ReconcileSettings = ReconcileSettings(),
+    resolve_secret: SecretResolver,
+    progress: Progress,
+) -> PassResult:
+    """Plan, then carry the plan out; every change gets an outcome."""
+    result = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolve_secret)
+    if result.plan is None or result.observation is None:
+        return result
+    applier = Applier(
+        sessions,
+        settings.instance,
+        result.observation.resources,
+        accounts_of(result.resources),
+        settings=settings.apply,
+        progress=progress,
+        resolve_secret=resolve_secret,
+    )
+    result.outcomes = applier.run(result.plan.changes)
+    return result

@@ -81,7 +81,7 @@ def permissions_policy(providers: Mapping[str, Provider]) -> dict[str, Any]:
             "Sid": "DriftwardenPassOwnRoles",
             "Effect": "Allow",
             "Action": "iam:PassRole",
-            "Resource": "arn:aws:iam::*:role/driftwarden/*",
+            "Resource": "arn:aws:iam::*:role/driftwarden-*",
             "Condition": {"StringEquals": {"iam:PassedToService": ["eks.amazonaws.com", "ec2.amazonaws.com"]}},
         }
     )

@@ -189,3 +189,23 @@ def test_warn_only_objects_are_still_created_when_missing():
 def test_diff_fields_is_scoped_to_desired_fields():
     """Fields AWS adds that Git does not name are ignored."""
     assert diff_fields({"a": 1}, {"a": 1, "server": "x"}) == []
+
+
+class VersionedProvider(StubProvider):
+    """Refuses downgrades the way the EKS provider does."""
+
+    def check_update(self, desired, observed):
+        if desired["Version"] < observed.fields["Version"]:
+            return f"refusing to downgrade {observed.fields['Version']} to {desired['Version']}"
+        return None
+
+
+def test_an_update_the_provider_refuses_is_a_plan_error_not_an_apply_failure():
+    """A downgrade is stopped at plan time with the provider's reason."""
+    providers = {"eks": VersionedProvider("eks")}
+    cluster = resource("eks", "eks", {"Version": "1.31"})
+    plan = make_plan([cluster], [observed(cluster, {"Version": "1.32"})], providers=providers)
+    assert plan.changes == []
+    assert [(e.field, e.message) for e in plan.errors] == [("Version", "refusing to downgrade 1.32 to 1.31")]
+    upgrade = resource("eks", "eks", {"Version": "1.33"})
+    assert [c.action for c in make_plan([upgrade], [observed(upgrade, {"Version": "1.32"})], providers=providers).changes] == ["update"]

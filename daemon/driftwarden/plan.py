@@ -327,6 +327,9 @@ def _plan_one(
         return Change("replace", resource.key, resource.type, resource.owner, account, region,
                       f"{', '.join(names)} cannot change in place: a new one is created first, then the old one deleted",
                       tuple(changes), resource, current)
+    refusal = provider.check_update(desired, current)
+    if refusal:
+        return PlanError(resource.key, resource.owner, refusal, changes[0].path.split(".")[0])
     return Change("update", resource.key, resource.type, resource.owner, account, region,
                   "drifted from Git" if not any(contains_unknown(c.desired) for c in changes) else "a dependency changes",
                   tuple(changes), resource, current)

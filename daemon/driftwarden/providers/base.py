@@ -122,6 +122,14 @@ class Provider(ABC):
         """Remove driftwarden's ownership tags: the resource stays, unmanaged (Retain)."""
         raise NotImplementedError(f"{self.type} cannot be released")
 
+    def check_update(self, desired: Mapping[str, Any], observed: Observed) -> str | None:
+        """Why this in-place update must not be attempted (a downgrade, a shrink), or None.
+
+        Called by the plan, so a change AWS would refuse, or that would fail half-way, is a plan
+        error naming the reason instead of a failure during apply.
+        """
+        return None
+
     def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
         """Read one resource again (for waiting on pending work); None when it is gone."""
         for found in self.read(ctx):

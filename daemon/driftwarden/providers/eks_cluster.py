@@ -136,6 +136,13 @@ class EksClusterProvider(Provider):
         # AWS answers CREATING (about 10 minutes): `pending`, and the engine polls `refresh`.
         return _observed(response["cluster"])
 
+    def check_update(self, desired: Mapping[str, Any], observed: Observed) -> str | None:
+        try:
+            check_version_step(observed.id, str(observed.fields.get("Version", "")), str(desired["Version"]))
+        except PermanentProviderError as refusal:
+            return str(refusal)
+        return None
+
     def update(
         self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
     ) -> Observed:

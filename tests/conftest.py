@@ -4,11 +4,17 @@ as a target account.
 * `moto_server` (session): moto's `ThreadedMotoServer` on 127.0.0.1 (through
   `driftwarden.sandbox.Sandbox`); yields its endpoint URL. ``AWS_ENDPOINT_URL`` points at it
   for the whole session, so even a client built without an endpoint never leaves loopback.
-* `aws` (function): resets moto's state, then gives an `AwsHelper`.
-* `fault_proxy` (function): a `tests.faultproxy.FaultProxy` in front of the moto server.
+* `aws` (function, not autouse): resets moto's state, then gives an `AwsHelper`:
+  `control_session()`, `account_client(account_id, service, region)` (acting inside a target
+  account out of band, through AssumeRole of ``driftwarden-remote-management``) and
+  `sessions(observer=None, ...)` (driftwarden's own `AwsSessions`, with a fast retry policy).
+* `fault_proxy` (function): a `faultproxy.FaultProxy` in front of the moto server.
+* `botocore_loader` (session): one botocore model loader shared by every session the helpers
+  build; parsing service models is most of the cost of a new client.
 
 Fake credentials are set before any test runs and real-AWS configuration (profiles, config
-files, instance metadata) is switched off, so no test can reach real AWS.
+files, instance metadata) is switched off, so no test can reach real AWS. moto's default AMIs
+are not loaded (``MOTO_EC2_LOAD_DEFAULT_AMIS=false``) to keep new accounts cheap.
 
 moto notes: assuming a role with another account id gives an isolated account (resources made
 there are invisible elsewhere). Temporary credentials are only known to moto until the next

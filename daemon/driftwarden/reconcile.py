@@ -12,10 +12,9 @@ read again by the provider at apply time and never stored, logged or shown.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .apply import Applier, ApplySettings, Outcome, Progress
@@ -27,6 +26,7 @@ from .plan import Plan, PlanError, make_plan
 from .preflight import check_cluster
 from .providers.aws import AwsSessions
 from .providers.registry import load_providers
+from .providers.secret import secret_payload
 from .validation import ValidationResult
 
 SecretResolver = Callable[[SecretSource], str]
@@ -56,12 +56,6 @@ class PassResult:
         if self.plan.errors or (self.observation and self.observation.errors):
             return True
         return any(o.result == "failed" for o in self.outcomes)
-
-
-def secret_payload(values: Mapping[str, str]) -> tuple[str, str]:
-    """The secret's JSON document and its content hash (what the target's tag records)."""
-    document = json.dumps(dict(sorted(values.items())), separators=(",", ":"))
-    return document, hashlib.sha256(document.encode()).hexdigest()
 
 
 def control_secret_resolver(sessions: AwsSessions, default_region: str) -> SecretResolver:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import os
 import socket
 import urllib.parse
 from collections.abc import MutableMapping
@@ -94,6 +95,9 @@ class Sandbox:
         self._werkzeug_level = werkzeug.level
         if werkzeug.level == logging.NOTSET:
             werkzeug.setLevel(logging.WARNING)
+        # EKS needs AWS managed policies (AmazonEKSClusterPolicy, ...) attached to its roles;
+        # moto only knows them when asked to load them.
+        os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

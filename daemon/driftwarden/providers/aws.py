@@ -328,6 +328,7 @@ def map_error(
         detail = ": ".join(part for part in (code, message) if part) or f"HTTP {status}"
         return _error_class(code, status)(f"{call} failed: {detail}", code=code)
     code = type(exc).__name__
+    cls: type[ProviderError]
     if isinstance(exc, BotoConnectionError | HTTPClientError | CredentialRetrievalError):
         cls = TransientProviderError
     elif isinstance(exc, CapacityNotAvailableError):
@@ -489,7 +490,7 @@ class _ClientHooks:
 # --------------------------------------------------------------------------------------------
 
 
-class _FixedCredentialProvider(CredentialProvider):
+class _FixedCredentialProvider(CredentialProvider):  # type: ignore[misc]  # botocore is untyped
     """Hands one credentials object to a botocore session (the public way to set them)."""
 
     METHOD = "driftwarden-assume-role"
@@ -630,8 +631,9 @@ class AwsSessions:
             self._loader = core.get_component("data_loader")
         else:
             core.register_component("data_loader", self._loader)
+        sts_region = self._sts_region or control.region_name or "us-east-1"
         credentials = DeferredRefreshableCredentials(
-            refresh_using=self._assume_role_refresher(account),
+            refresh_using=self._assume_role_refresher(account, sts_region),
             method=_FixedCredentialProvider.METHOD,
             time_fetcher=self._clock,
         )
@@ -642,10 +644,13 @@ class AwsSessions:
         self._account_sessions[account] = session
         return session
 
-    def _assume_role_refresher(self, account: AccountRef) -> Callable[[], dict[str, str]]:
+    def _assume_role_refresher(
+        self, account: AccountRef, sts_region: str
+    ) -> Callable[[], dict[str, str]]:
+        # Runs on whichever thread first signs a request with these credentials, and again
+        # before they expire; botocore serialises the calls.
         def refresh() -> dict[str, str]:
-            region = self._sts_region or self._control().region_name or "us-east-1"
-            sts = self.control_client("sts", region)
+            sts = self.control_client("sts", sts_region)
             try:
                 response = sts.assume_role(
                     RoleArn=account.role_arn,

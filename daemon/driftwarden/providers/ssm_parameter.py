@@ -1,0 +1,177 @@
+"""SSM parameters (`ssm.parameter`): a Deployment's rendered configuration, for in-cluster tooling.
+
+What it owns: one String parameter per Deployment whose value is the rendered configuration
+JSON (no secret values: those live in the Deployment's secret), its type and tier. The value is
+compared as the exact text: that text is what consumers read.
+
+A read is three batched listings, never one call per parameter where AWS offers a batch:
+DescribeParameters with a server-side tag filter (names, type, tier), GetParameters in
+batches of 10 names (the API's limit; it has no other bulk read of values), and — the
+exception — ListTagsForResource once per parameter: DescribeParameters does not return tags
+and SSM has no batch tag read. The Resource Groups Tagging API would return them in one call,
+but it is eventually consistent (minutes), which would show tags we just wrote as missing and
+make the next plan repeat the change.
+
+What it must not do: write SecureString parameters or put secret values in one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..errors import NotFoundError, ProviderError
+from ..graph import OWNERSHIP_TAGS, TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER, Resource
+from .aws import paginate
+from .base import Context, Observed, Provider, register, tag_list, tag_map
+
+# GetParameters accepts at most 10 names per call.
+_GET_BATCH = 10
+# What SSM answers for the tags of a parameter that is gone.
+_GONE_CODES = frozenset({"InvalidResourceId", "ParameterNotFound"})
+
+_READ = ("ssm:DescribeParameters", "ssm:GetParameters", "ssm:ListTagsForResource")
+
+
+@register
+class SsmParameter(Provider):
+    type = "ssm.parameter"
+    service = "ssm"
+    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "read": _READ,
+        # AddTagsToResource is what AWS checks for the Tags of PutParameter, and is called when
+        # a create finds the parameter already there from an interrupted create of ours.
+        "create": ("ssm:PutParameter", "ssm:AddTagsToResource", *_READ),
+        "update": ("ssm:PutParameter", "ssm:AddTagsToResource", *_READ),
+        "delete": ("ssm:DeleteParameter",),
+        "untag": ("ssm:RemoveTagsFromResource",),
+    }
+    immutable: ClassVar[Mapping[str, str]] = {"Name": "SSM parameter names cannot change"}
+
+    def check_update(self, desired: Mapping[str, Any], observed: Observed) -> str | None:
+        if observed.fields.get("Tier") == "Advanced" and desired.get("Tier") == "Standard":
+            # SSM can raise a parameter's tier in place but never lower it.
+            return (f"SSM parameter {observed.id} is Advanced and AWS cannot make it Standard again; "
+                    "delete it so that driftwarden creates it anew")
+        return None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read(self, ctx: Context) -> list[Observed]:
+        tag_filter = [{"Key": f"tag:{TAG_MANAGED_BY}", "Values": [ctx.instance]}]
+        return self._read(ctx.client("ssm"), tag_filter, ctx.instance)
+
+    def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
+        return self._read_one(ctx.client("ssm"), observed.id, ctx.instance)
+
+    def _read_one(self, ssm: Any, name: str, instance: str) -> Observed | None:
+        found = self._read(ssm, [{"Key": "Name", "Option": "Equals", "Values": [name]}], instance)
+        return found[0] if found else None
+
+    def _read(self, ssm: Any, parameter_filters: list[dict[str, Any]], instance: str) -> list[Observed]:
+        metadata = {p["Name"]: p for p in paginate(ssm, "describe_parameters", "Parameters",
+                                                   ParameterFilters=parameter_filters)}
+        names = sorted(metadata)
+        values: dict[str, Mapping[str, Any]] = {}
+        for start in range(0, len(names), _GET_BATCH):
+            # Names deleted since the listing come back under InvalidParameters: absent.
+            response = ssm.get_parameters(Names=names[start : start + _GET_BATCH])
+            values.update({p["Name"]: p for p in response.get("Parameters", [])})
+        found = []
+        for name in names:
+            if name not in values:
+                continue
+            tags = self._tags(ssm, name)
+            if tags is None or tags.get(TAG_MANAGED_BY) != instance:
+                continue
+            meta, current = metadata[name], values[name]
+            fields = {
+                "Name": name,
+                "Type": current.get("Type", meta.get("Type")),
+                "Tier": meta.get("Tier", "Standard"),
+                "Value": current["Value"],
+            }
+            found.append(Observed(self.type, name, fields, tags, {"id": name, "Arn": current.get("ARN", "")}))
+        return found
+
+    def _tags(self, ssm: Any, name: str) -> dict[str, str] | None:
+        try:
+            response = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=name)
+        except ProviderError as exc:
+            if isinstance(exc, NotFoundError) or exc.code in _GONE_CODES:
+                return None
+            raise
+        return tag_map(response.get("TagList"))
+
+    def _read_back(self, ssm: Any, name: str, instance: str) -> Observed:
+        found = self._read_one(ssm, name, instance)
+        if found is None:
+            raise NotFoundError(f"SSM parameter {name} disappeared while it was being written")
+        return found
+
+    # -- changing ------------------------------------------------------------------------------
+
+    def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
+        ssm = ctx.client("ssm")
+        name = desired["Name"]
+        try:
+            ssm.put_parameter(
+                Name=name,
+                Type=desired["Type"],
+                Tier=desired["Tier"],
+                Value=desired["Value"],
+                Overwrite=False,
+                Tags=tag_list(resource.tags),
+            )
+        except ProviderError as exc:
+            if exc.code != "ParameterAlreadyExists":
+                raise
+            # SSM has no client token. A parameter with our tags for this very resource is what
+            # an interrupted create left behind: finish it. Anyone else's is never overwritten.
+            tags = self._tags(ssm, name) or {}
+            if not _belongs_to(tags, ctx.instance, resource):
+                raise
+            self._put(ssm, desired)
+            ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=name, Tags=tag_list(resource.tags))
+        return self._read_back(ssm, name, ctx.instance)
+
+    def update(
+        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+    ) -> Observed:
+        ssm = ctx.client("ssm")
+        name = observed.id
+        if {"Value", "Type", "Tier"} & set(changed):
+            self._put(ssm, desired)
+        if "tags" in changed:
+            # PutParameter with Overwrite cannot carry tags; adds and overwrites our keys only.
+            ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=name, Tags=tag_list(resource.tags))
+        return self._read_back(ssm, name, ctx.instance)
+
+    def _put(self, ssm: Any, desired: Mapping[str, Any]) -> None:
+        ssm.put_parameter(
+            Name=desired["Name"], Type=desired["Type"], Tier=desired["Tier"], Value=desired["Value"], Overwrite=True
+        )
+
+    def delete(self, ctx: Context, observed: Observed) -> None:
+        try:
+            ctx.client("ssm").delete_parameter(Name=observed.id)
+        except NotFoundError:
+            return
+
+    def untag(self, ctx: Context, observed: Observed) -> None:
+        try:
+            ctx.client("ssm").remove_tags_from_resource(
+                ResourceType="Parameter", ResourceId=observed.id, TagKeys=list(OWNERSHIP_TAGS)
+            )
+        except ProviderError as exc:
+            if isinstance(exc, NotFoundError) or exc.code in _GONE_CODES:
+                return
+            raise
+
+
+def _belongs_to(tags: Mapping[str, str], instance: str, resource: Resource) -> bool:
+    return (
+        tags.get(TAG_MANAGED_BY) == instance
+        and tags.get(TAG_OWNER) == resource.owner
+        and tags.get(TAG_COMPONENT) == resource.component
+    )

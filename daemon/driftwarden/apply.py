@@ -62,6 +62,8 @@ class ApplySettings:
     timeout_seconds: float = 45 * 60
     poll_seconds: float = 10.0
     max_workers: int = 8
+    # RDS: make modifications now instead of in the next maintenance window.
+    apply_immediately: bool = False
 
 
 Progress = Callable[[str], None]
@@ -246,7 +248,8 @@ class Applier:
         account = change.resource.account if change.resource else self.accounts.get(account_id)
         if account is None:
             raise DriftwardenError(f"no account credentials known for {change.key}")
-        return context_for(self.sessions, account, region, self.instance, self.resolve_secret)
+        return context_for(self.sessions, account, region, self.instance, self.resolve_secret,
+                           apply_immediately=self.settings.apply_immediately)
 
 
 def _grouped(changes: Sequence[Change], key: Callable[[Change], int]) -> list[tuple[int, list[Change]]]:

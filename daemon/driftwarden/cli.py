@@ -35,7 +35,7 @@ from .reconcile import (
     plan_once,
     sandbox_secret_resolver,
 )
-from .sandbox import Sandbox
+from .sandbox import Sandbox, seed_existing
 from .schemas import ENVELOPE_FILE, SCHEMA_FILES
 from .validation import ValidationResult, default_cache_dir, default_schemas, validate_paths
 
@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "--timeout", type=float, default=float(_env_default("timeout", "2700") or 2700),
         help="seconds to wait for one long AWS operation (default 2700)",
+    )
+    apply.add_argument(
+        "--apply-immediately",
+        action="store_true",
+        default=_env_default("apply-immediately") == "1",
+        help="RDS: modify the database now instead of in its next maintenance window",
     )
     apply.set_defaults(handler=cmd_apply)
 
@@ -290,12 +296,14 @@ def directory_revision(files: Sequence[str]) -> str:
 
 
 @contextlib.contextmanager
-def _aws(args: argparse.Namespace) -> Iterator[tuple[AwsSessions, SecretResolver]]:
+def _aws(args: argparse.Namespace, validation: ValidationResult) -> Iterator[tuple[AwsSessions, SecretResolver]]:
     if args.sandbox:
         with Sandbox() as sandbox:
             sandbox.apply(os.environ)
             print(f"sandbox: simulated AWS at {sandbox.endpoint_url} (empty at start)", file=sys.stderr)
             with AwsSessions(boto3.Session, endpoint_url=sandbox.endpoint_url) as sessions:
+                for line in seed_existing(sandbox, sessions, validation.clusters, validation.deployments):
+                    print(f"sandbox: created {line} (a real account would already have it)", file=sys.stderr)
                 yield sessions, sandbox_secret_resolver()
         return
     with AwsSessions(boto3.Session) as sessions:
@@ -321,7 +329,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_INVALID
     validation, revision = validated
     settings = ReconcileSettings(instance=args.instance)
-    with _aws(args) as (sessions, resolver):
+    with _aws(args, validation) as (sessions, resolver):
         result = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolver)
     assert result.plan is not None
     if args.format == "json":
@@ -344,13 +352,15 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
         instance=args.instance,
         prune=args.prune,
         prune_limit=args.prune_limit,
-        apply=ApplySettings(wait=not args.no_wait, timeout_seconds=args.timeout),
+        apply=ApplySettings(
+            wait=not args.no_wait, timeout_seconds=args.timeout, apply_immediately=args.apply_immediately
+        ),
     )
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    with _aws(args) as (sessions, resolver):
+    with _aws(args, validation) as (sessions, resolver):
         result = apply_once(
             validation, sessions, revision=revision, settings=settings, resolve_secret=resolver, progress=progress
         )

@@ -56,7 +56,7 @@ def account_ref(account: Account) -> AccountRef:
 
 
 def context_for(sessions: AwsSessions, account: Account, region: str, instance: str,
-                resolve_secret: Callable[[Any], str] | None = None) -> Context:
+                resolve_secret: Callable[[Any], str] | None = None, *, apply_immediately: bool = False) -> Context:
     ref = account_ref(account)
     return Context(
         account_id=account.id,
@@ -64,6 +64,7 @@ def context_for(sessions: AwsSessions, account: Account, region: str, instance: 
         instance=instance,
         client=lambda service: sessions.client(ref, region, service),
         resolve_secret=resolve_secret,
+        apply_immediately=apply_immediately,
     )
 
 

@@ -12,12 +12,15 @@ sandboxes in one process see each other's resources.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import importlib
+import ipaddress
 import logging
 import os
 import socket
 import urllib.parse
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from types import TracebackType
 from typing import Any, Final
 
@@ -167,3 +170,75 @@ def reset_moto(endpoint_url: str) -> None:
         connection.close()
     if response.status != 200:
         raise DriftwardenError(f"resetting the sandbox failed: HTTP {response.status}")
+
+
+@contextlib.contextmanager
+def _next_ids(module: str, function: str, ids: Sequence[str]) -> Iterator[None]:
+    """Make moto hand out `ids`, in order, from one of its id generators.
+
+    moto invents random ids; a manifest with static placement names real ones. The sandbox's
+    moto runs in this process, so for the few resources a manifest expects to exist already
+    the generator is swapped for the duration of their creation.
+    """
+    target = importlib.import_module(module)
+    original = getattr(target, function)
+    queue = list(ids)
+
+    def next_id() -> str:
+        return queue.pop(0) if queue else original()
+
+    setattr(target, function, next_id)
+    try:
+        yield
+    finally:
+        setattr(target, function, original)
+
+
+def seed_existing(sandbox: Sandbox, sessions: Any, clusters: Sequence[Any], deployments: Sequence[Any]) -> list[str]:
+    """Create in the sandbox what manifests expect to exist already in a real account.
+
+    A real platform has the VPC and subnets named by static placement, and the customer
+    managed policies named by `workloadIdentity.policyArns`; an empty simulated AWS has none
+    of them, so the sandbox makes them (and says so). Returns one line per thing created.
+    Nothing here runs outside `--sandbox`.
+    """
+    from .observe import account_ref
+
+    done: list[str] = []
+    for cluster in clusters:
+        network = cluster.network
+        if network is None:
+            continue
+        ec2 = sessions.client(account_ref(cluster.account), cluster.region, "ec2")
+        # moto creates the region's default VPC and subnets on first use; let it do that
+        # before the id generators are swapped, or they would take the ids.
+        ec2.describe_vpcs()
+        with _next_ids("moto.ec2.models.vpcs", "random_vpc_id", [network.vpc_id]):
+            ec2.create_vpc(CidrBlock=cluster.vpc_subnet_range)
+        subnet_ids = [*network.private_subnet_ids, *network.public_subnet_ids]
+        blocks = list(ipaddress.ip_network(cluster.vpc_subnet_range).subnets(new_prefix=24))
+        with _next_ids("moto.ec2.models.subnets", "random_subnet_id", subnet_ids):
+            for index, _subnet_id in enumerate(subnet_ids):
+                zone = cluster.availability_zones[index % len(cluster.availability_zones)]
+                ec2.create_subnet(VpcId=network.vpc_id, CidrBlock=str(blocks[index]), AvailabilityZone=zone)
+        done.append(f"static placement of Cluster/{cluster.name}: VPC {network.vpc_id} with {len(subnet_ids)} subnets")
+    by_name = {c.name: c for c in clusters}
+    for deployment in deployments:
+        cluster = by_name.get(deployment.cluster)
+        if cluster is None:
+            continue
+        iam = sessions.client(account_ref(cluster.account), cluster.region, "iam")
+        for arn in deployment.workload_identity.policy_arns:
+            if ":aws:policy/" in arn:
+                continue  # AWS managed policies are loaded by moto itself
+            path, _, name = arn.split(":policy", 1)[1].rpartition("/")
+            try:
+                iam.create_policy(
+                    PolicyName=name,
+                    Path=f"{path}/" if path else "/",
+                    PolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"}]}',
+                )
+            except DriftwardenError:
+                continue  # already there (several deployments may name it)
+            done.append(f"policy {arn} for Deployment/{deployment.name}")
+    return done

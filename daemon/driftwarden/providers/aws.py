@@ -269,6 +269,11 @@ _TRANSIENT_CODES: Final = _THROTTLING_CODES | {
     # EC2 says this while a dependent resource is still being deleted (a NAT gateway takes
     # minutes to go); the next cycle succeeds.
     "DependencyViolation",
+    # RDS says these while an instance or subnet group is still changing state (a deleting
+    # instance holds its subnet group for minutes); the next cycle succeeds.
+    "InvalidDBInstanceState",
+    "InvalidDBInstanceStateFault",
+    "InvalidDBSubnetGroupStateFault",
 }
 
 

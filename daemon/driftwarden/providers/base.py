@@ -77,6 +77,8 @@ class Context:
     client: Callable[[str], Any]  # service name -> boto3 client for this account and region
     # Resolves secret inputs (valueFrom) in the control account at apply time.
     resolve_secret: Callable[[Any], str] | None = None
+    # Modifications AWS can defer to the maintenance window (RDS) are made at once instead.
+    apply_immediately: bool = False
 
 
 class Provider(ABC):

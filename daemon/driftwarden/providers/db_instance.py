@@ -285,7 +285,7 @@ class DbInstanceProvider(Provider):
         if params:
             # Only the changed fields: anything else passed here would be "modified" too.
             rds.modify_db_instance(
-                DBInstanceIdentifier=observed.id, ApplyImmediately=self.apply_immediately, **params
+                DBInstanceIdentifier=observed.id, ApplyImmediately=self.apply_immediately or ctx.apply_immediately, **params
             )
         if "tags" in changed:
             # Adds or overwrites ours; tags others put on the instance stay.

@@ -1,0 +1,161 @@
+"""Every Prometheus metric of driftwarden, defined once, on an injected registry.
+
+The names and labels are a contract (PRODUCT.md, "Metrics"): dashboards and alert rules
+depend on them. Labels stay low-cardinality — kinds, resource types, accounts, regions,
+results — never ARNs, ids or error strings.
+
+This is the only module that imports prometheus_client. It also adapts the AWS layer's
+call observer (`ApiCallObserver`) to the AWS call counters, and turns one reconcile pass into
+the drift and status series.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as _Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from .apply import Outcome
+
+PREFIX = "driftwarden"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Poll intervals run from seconds to a day, and one reconcile of many accounts can take
+# minutes (EKS waits are far longer, but those are awaited outside the measured pass).
+RECONCILE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 86400)
+
+
+@dataclass(frozen=True)
+class ObjectStatus:
+    """One manifest object as /status and resource_info show it."""
+
+    kind: str
+    name: str
+    cluster: str
+    account: str
+    region: str
+    status: str
+    drift: str  # none | drifted | warn | suspended
+
+
+class Metrics:
+    """The metric families; create one per process (or per test) with its own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, version: str = "0") -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.reconcile_duration = Histogram(
+            f"{PREFIX}_reconcile_duration_seconds",
+            "Wall time of one reconcile pass (validate, observe, plan, apply).",
+            ["trigger"],
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self.reconcile_total = Counter(
+            f"{PREFIX}_reconcile", "Reconcile passes by result (success, partial, failure).", ["result"], registry=r
+        )
+        self.last_success = Gauge(
+            f"{PREFIX}_last_successful_reconcile_timestamp_seconds",
+            "Unix time of the last reconcile pass that ended without any error.",
+            registry=r,
+        )
+        self.resource_info = Gauge(
+            f"{PREFIX}_resource_info",
+            "One series per manifest object with its status and drift state (value always 1).",
+            ["kind", "name", "cluster", "account", "region", "status", "drift"],
+            registry=r,
+        )
+        self.drifted_resources = Gauge(
+            f"{PREFIX}_drifted_resources",
+            "AWS resources that currently differ from Git, by owner kind and place.",
+            ["kind", "cluster", "account", "region"],
+            registry=r,
+        )
+        self.drift_detected = Counter(
+            f"{PREFIX}_drift_detected",
+            "Times drift was found on an existing AWS resource, by owner kind and resource type.",
+            ["kind", "resource"],
+            registry=r,
+        )
+        self.apply_actions = Counter(
+            f"{PREFIX}_apply_actions",
+            "Changes carried out, by action, resource type and result.",
+            ["action", "resource", "result"],
+            registry=r,
+        )
+        self.aws_api_calls = Counter(
+            f"{PREFIX}_aws_api_calls",
+            "AWS API calls by service, operation and result (retried counts extra attempts).",
+            ["service", "operation", "result"],
+            registry=r,
+        )
+        self.aws_throttled = Counter(
+            f"{PREFIX}_aws_throttled", "AWS answers that throttled driftwarden, by service.", ["service"], registry=r
+        )
+        self.git_revision_info = Gauge(
+            f"{PREFIX}_git_revision_info", "The revision in force (value always 1).", ["revision"], registry=r
+        )
+        self.git_last_sync = Gauge(
+            f"{PREFIX}_git_last_sync_timestamp_seconds", "Unix time of the last successful fetch.", registry=r
+        )
+        self.git_fetch_total = Counter(
+            f"{PREFIX}_git_fetch", "Fetches of the manifest source by result (success, failure).", ["result"], registry=r
+        )
+        self.manifests = Gauge(
+            f"{PREFIX}_manifests", "Manifest objects in the head revision by kind and validity.", ["kind", "valid"], registry=r
+        )
+        self.build_info = Gauge(f"{PREFIX}_build_info", "driftwarden's version (value always 1).", ["version"], registry=r)
+        self.build_info.labels(version=version).set(1)
+        for result in ("success", "partial", "failure"):
+            self.reconcile_total.labels(result=result)
+        for result in ("success", "failure"):
+            self.git_fetch_total.labels(result=result)
+
+    # -- the AWS call observer ---------------------------------------------------------------
+
+    def api_call(self, service: str, operation: str, result: str) -> None:
+        self.aws_api_calls.labels(service=service, operation=operation, result=result).inc()
+
+    def throttled(self, service: str) -> None:
+        self.aws_throttled.labels(service=service).inc()
+
+    # -- what one pass leaves behind ---------------------------------------------------------
+
+    def set_revision(self, revision: str) -> None:
+        self.git_revision_info.clear()
+        self.git_revision_info.labels(revision=revision).set(1)
+
+    def set_manifest_counts(self, counts: Iterable[tuple[str, bool, int]]) -> None:
+        self.manifests.clear()
+        for kind in ("Cluster", "Deployment"):
+            for valid in ("true", "false"):
+                self.manifests.labels(kind=kind, valid=valid).set(0)
+        for kind, valid, count in counts:
+            self.manifests.labels(kind=kind, valid="true" if valid else "false").set(count)
+
+    def set_objects(self, objects: Iterable[ObjectStatus], drifted: _Counter[tuple[str, str, str, str]]) -> None:
+        """Replace the per-object series: objects gone from Git must not linger."""
+        self.resource_info.clear()
+        self.drifted_resources.clear()
+        for item in objects:
+            self.resource_info.labels(
+                kind=item.kind, name=item.name, cluster=item.cluster, account=item.account,
+                region=item.region, status=item.status, drift=item.drift,
+            ).set(1)
+            self.drifted_resources.labels(kind=item.kind, cluster=item.cluster, account=item.account, region=item.region)
+        for (kind, cluster, account, region), count in drifted.items():
+            self.drifted_resources.labels(kind=kind, cluster=cluster, account=account, region=region).set(count)
+
+    def record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
+        for outcome in outcomes:
+            self.apply_actions.labels(
+                action=outcome.change.action, resource=outcome.change.type, result=outcome.result
+            ).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -91,3 +91,20 @@ def test_promtool_finds_no_problem_in_the_exposition(tmp_path):
         pytest.skip("promtool not installed")
     done = subprocess.run([promtool, "check", "metrics"], input=populated().exposition(), capture_output=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == b"" and done.stderr.strip() == b"", done.stderr
+
+
+def test_dashboards_and_alerts_use_only_series_the_daemon_exposes():
+    """Every driftwarden_* series named by a dashboard or alert rule is in the daemon's exposition."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    text = "\n".join(p.read_text() for p in [*repo.glob("dashboards/*.json"), *repo.glob("deploy/prometheus/*.yaml")])
+    used = set(re.findall(r"\bdriftwarden_[a-z_]+", text))
+    exposed = {
+        sample.name
+        for family in text_string_to_metric_families(populated().exposition().decode())
+        for sample in family.samples
+    }
+    assert used, "no expression found: the check would be vacuous"
+    assert sorted(used - exposed) == []

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .apply import Outcome
@@ -43,6 +45,33 @@ class ObjectStatus:
     drift: str  # none | drifted | warn | suspended
 
 
+class SnapshotGauge(Collector):
+    """A gauge family whose whole set of series is swapped at once."""
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        # Replaced, never mutated: a scrape reads one consistent mapping.
+        self._samples: dict[tuple[str, ...], float] = {}
+
+    def replace(self, samples: dict[tuple[str, ...], float]) -> None:
+        self._samples = dict(samples)
+
+    def samples(self) -> dict[tuple[str, ...], float]:
+        return self._samples
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        samples = self._samples
+        family = GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        for values, value in sorted(samples.items()):
+            family.add_metric(list(values), value)
+        yield family
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
+
+
 class Metrics:
     """The metric families; create one per process (or per test) with its own registry."""
 
@@ -64,18 +93,20 @@ class Metrics:
             "Unix time of the last reconcile pass that ended without any error.",
             registry=r,
         )
-        self.resource_info = Gauge(
+        # Per-object series are replaced as a whole each pass; a scrape must see either the old
+        # set or the new one, never a half-cleared one (alerts with `for:` would reset).
+        self.resource_info = SnapshotGauge(
             f"{PREFIX}_resource_info",
             "One series per manifest object with its status and drift state (value always 1).",
-            ["kind", "name", "cluster", "account", "region", "status", "drift"],
-            registry=r,
+            ("kind", "name", "cluster", "account", "region", "status", "drift"),
         )
-        self.drifted_resources = Gauge(
+        self.drifted_resources = SnapshotGauge(
             f"{PREFIX}_drifted_resources",
             "AWS resources that currently differ from Git, by owner kind and place.",
-            ["kind", "cluster", "account", "region"],
-            registry=r,
+            ("kind", "cluster", "account", "region"),
         )
+        r.register(self.resource_info)
+        r.register(self.drifted_resources)
         self.drift_detected = Counter(
             f"{PREFIX}_drift_detected",
             "Times drift was found on an existing AWS resource, by owner kind and resource type.",
@@ -97,9 +128,10 @@ class Metrics:
         self.aws_throttled = Counter(
             f"{PREFIX}_aws_throttled", "AWS answers that throttled driftwarden, by service.", ["service"], registry=r
         )
-        self.git_revision_info = Gauge(
-            f"{PREFIX}_git_revision_info", "The revision in force (value always 1).", ["revision"], registry=r
+        self.git_revision_info = SnapshotGauge(
+            f"{PREFIX}_git_revision_info", "The revision in force (value always 1).", ("revision",)
         )
+        r.register(self.git_revision_info)
         self.git_last_sync = Gauge(
             f"{PREFIX}_git_last_sync_timestamp_seconds", "Unix time of the last successful fetch.", registry=r
         )
@@ -127,11 +159,9 @@ class Metrics:
     # -- what one pass leaves behind ---------------------------------------------------------
 
     def set_revision(self, revision: str) -> None:
-        self.git_revision_info.clear()
-        self.git_revision_info.labels(revision=revision).set(1)
+        self.git_revision_info.replace({(revision,): 1.0})
 
     def set_manifest_counts(self, counts: Iterable[tuple[str, bool, int]]) -> None:
-        self.manifests.clear()
         for kind in ("Cluster", "Deployment"):
             for valid in ("true", "false"):
                 self.manifests.labels(kind=kind, valid=valid).set(0)
@@ -139,17 +169,20 @@ class Metrics:
             self.manifests.labels(kind=kind, valid="true" if valid else "false").set(count)
 
     def set_objects(self, objects: Iterable[ObjectStatus], drifted: _Counter[tuple[str, str, str, str]]) -> None:
-        """Replace the per-object series: objects gone from Git must not linger."""
-        self.resource_info.clear()
-        self.drifted_resources.clear()
+        """Replace the per-object series: objects gone from Git must not linger.
+
+        Every (kind, cluster, account, region) of a declared object is exported, 0 when nothing
+        drifted, so "drifted for" queries can see when drift ended.
+        """
+        info: dict[tuple[str, ...], float] = {}
+        counts: dict[tuple[str, ...], float] = {}
         for item in objects:
-            self.resource_info.labels(
-                kind=item.kind, name=item.name, cluster=item.cluster, account=item.account,
-                region=item.region, status=item.status, drift=item.drift,
-            ).set(1)
-            self.drifted_resources.labels(kind=item.kind, cluster=item.cluster, account=item.account, region=item.region)
-        for (kind, cluster, account, region), count in drifted.items():
-            self.drifted_resources.labels(kind=kind, cluster=cluster, account=account, region=region).set(count)
+            info[(item.kind, item.name, item.cluster, item.account, item.region, item.status, item.drift)] = 1.0
+            counts.setdefault((item.kind, item.cluster, item.account, item.region), 0.0)
+        for place, count in drifted.items():
+            counts[place] = float(count)
+        self.resource_info.replace(info)
+        self.drifted_resources.replace(counts)
 
     def record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
         for outcome in outcomes:

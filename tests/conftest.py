@@ -43,6 +43,9 @@ CONTROL_ACCOUNT_ID = "123456789012"  # moto's default account: the daemon's own
 REGION = "us-east-1"
 TARGET_ROLE_NAME = "driftwarden-remote-management"
 FAKE_ENVIRONMENT = {
+    # Loading AWS managed policies costs about a second per account on every reset; tests
+    # that need them (EKS roles) ask with the `aws_managed_policies` fixture.
+    "MOTO_IAM_LOAD_MANAGED_POLICIES": "false",
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": REGION,
@@ -143,7 +146,7 @@ class AwsHelper:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """moto's server on loopback for the whole session; yields its endpoint URL."""
-    with Sandbox() as sandbox, pytest.MonkeyPatch.context() as env:
+    with Sandbox(load_managed_policies=False) as sandbox, pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ENDPOINT_URL", sandbox.endpoint_url)
         yield sandbox.endpoint_url
 
@@ -168,3 +171,13 @@ def fault_proxy(moto_server: str) -> Iterator[FaultProxy]:
     """A fault-injecting proxy in front of moto; point `endpoint_url` at `.endpoint_url`."""
     with FaultProxy(moto_server) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def aws_managed_policies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto know AWS managed policies (EKS roles attach them); ~1 s per account, so opt-in.
+
+    moto reads the setting when it creates an account's IAM backend, i.e. after the reset of the
+    `aws` fixture, on the first IAM call of the test.
+    """
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")

@@ -50,7 +50,13 @@ class Sandbox:
     another process grabbing it first).
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, region: str = "us-east-1"):
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, region: str = "us-east-1", load_managed_policies: bool = True
+    ):
+        # EKS needs AWS managed policies (AmazonEKSClusterPolicy, ...) attached to its roles, and
+        # moto only knows them when asked to load them; loading costs about a second per
+        # account, so test servers that do not need them can say no.
+        self._load_managed_policies = load_managed_policies
         self._host = host
         self._port = port
         self._region = region
@@ -98,9 +104,8 @@ class Sandbox:
         self._werkzeug_level = werkzeug.level
         if werkzeug.level == logging.NOTSET:
             werkzeug.setLevel(logging.WARNING)
-        # EKS needs AWS managed policies (AmazonEKSClusterPolicy, ...) attached to its roles;
-        # moto only knows them when asked to load them.
-        os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        if self._load_managed_policies:
+            os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

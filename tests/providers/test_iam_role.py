@@ -70,16 +70,6 @@ def iam(aws: Any) -> Any:
 
 
 @pytest.fixture
-def aws_managed_policies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto know AWS managed policies (the EKS roles attach them); ~1 s per test, so opt-in.
-
-    moto reads the setting when it creates an account's IAM backend, i.e. after the reset of the
-    `aws` fixture, on the first IAM call of the test.
-    """
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-
-
-@pytest.fixture
 def workload(iam: Any, resources: dict[str, Resource]) -> Resource:
     """The Deployment's workload role, whose customer managed policy exists in the account."""
     iam.create_policy(PolicyName="etl-read", PolicyDocument=json.dumps(ETL_READ_POLICY))

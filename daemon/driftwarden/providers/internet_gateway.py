@@ -1,0 +1,120 @@
+"""The cluster's internet gateway (`ec2.internet-gateway`) and its attachment to the VPC.
+
+Owns: creating the gateway with our tags and attaching it to the cluster VPC (its one managed
+field, `VpcId`, is the VPC of the attachment), re-attaching it when it was detached or moved,
+detaching and deleting it, and releasing it.
+
+What it must not do: touch routes that point at the gateway (the route table provider owns
+them), or attach a gateway that is not ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..errors import ProviderError
+from ..graph import Resource
+from .base import Context, Observed, Provider, register, tag_map
+from .ec2 import (
+    SERVICE,
+    absent,
+    describe_managed,
+    is_absent,
+    put_tags,
+    remove_ownership_tags,
+    tag_specifications,
+)
+
+_NOT_FOUND = ("InvalidInternetGatewayID.NotFound",)
+# Detaching what is not attached (any more) is the result we wanted.
+_NOT_ATTACHED = ("Gateway.NotAttached", "InvalidVpcID.NotFound", *_NOT_FOUND)
+# An attachment in these states connects the VPC (EC2 reports "available" for a VPC attachment).
+_ATTACHED_STATES = frozenset({"attached", "available", "attaching"})
+
+
+@register
+class InternetGatewayProvider(Provider):
+    type = "ec2.internet-gateway"
+    service = SERVICE
+    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "read": ("ec2:DescribeInternetGateways",),
+        # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
+        "create": ("ec2:CreateInternetGateway", "ec2:CreateTags", "ec2:AttachInternetGateway"),
+        "update": ("ec2:DetachInternetGateway", "ec2:AttachInternetGateway", "ec2:CreateTags"),
+        "delete": ("ec2:DetachInternetGateway", "ec2:DeleteInternetGateway"),
+        "untag": ("ec2:DeleteTags",),
+    }
+
+    def read(self, ctx: Context) -> list[Observed]:
+        return [_observed(g) for g in describe_managed(ctx, "describe_internet_gateways", "InternetGateways")]
+
+    def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
+        try:
+            found = describe_managed(
+                ctx, "describe_internet_gateways", "InternetGateways", InternetGatewayIds=[observed.id]
+            )
+        except ProviderError as exc:
+            if is_absent(exc, _NOT_FOUND):
+                return None
+            raise
+        return _observed(found[0]) if found else None
+
+    def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
+        # CreateInternetGateway takes no client token; the key in the tags lets the next read find
+        # a gateway created by an attempt that crashed before attaching it (update attaches it).
+        client = ctx.client(SERVICE)
+        gateway = client.create_internet_gateway(
+            TagSpecifications=tag_specifications("internet-gateway", resource.tags)
+        )["InternetGateway"]
+        gateway_id = gateway["InternetGatewayId"]
+        client.attach_internet_gateway(InternetGatewayId=gateway_id, VpcId=desired["VpcId"])
+        tags = {**tag_map(gateway.get("Tags")), **resource.tags}
+        return _observed({**gateway, "Attachments": [{"VpcId": desired["VpcId"], "State": "available"}]}, tags)
+
+    def update(
+        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+    ) -> Observed:
+        fields = dict(observed.fields)
+        tags = dict(observed.tags)
+        if "VpcId" in changed:
+            client = ctx.client(SERVICE)
+            current = observed.fields.get("VpcId")
+            if current:
+                # A gateway attaches to one VPC at a time: let go of the wrong one first.
+                with absent(*_NOT_ATTACHED):
+                    client.detach_internet_gateway(InternetGatewayId=observed.id, VpcId=current)
+            client.attach_internet_gateway(InternetGatewayId=observed.id, VpcId=desired["VpcId"])
+            fields["VpcId"] = desired["VpcId"]
+        if "tags" in changed:
+            put_tags(ctx, observed.id, resource.tags)
+            tags.update(resource.tags)
+        return dataclasses.replace(observed, fields=fields, tags=tags)
+
+    def delete(self, ctx: Context, observed: Observed) -> None:
+        client = ctx.client(SERVICE)
+        # AWS refuses to delete an attached gateway. Should the attachment have changed since
+        # `observed` was read, deletion fails (DependencyViolation) and the next run, reading
+        # afresh, detaches the right one.
+        vpc_id = observed.fields.get("VpcId")
+        if vpc_id:
+            with absent(*_NOT_ATTACHED):
+                client.detach_internet_gateway(InternetGatewayId=observed.id, VpcId=vpc_id)
+        with absent(*_NOT_FOUND):
+            client.delete_internet_gateway(InternetGatewayId=observed.id)
+
+    def untag(self, ctx: Context, observed: Observed) -> None:
+        remove_ownership_tags(ctx, observed.id)
+
+
+def _observed(gateway: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Observed:
+    attached = [a for a in gateway.get("Attachments", []) if a.get("State") in _ATTACHED_STATES]
+    return Observed(
+        type=InternetGatewayProvider.type,
+        id=gateway["InternetGatewayId"],
+        fields={"VpcId": attached[0]["VpcId"] if attached else None},
+        tags=dict(tags) if tags is not None else tag_map(gateway.get("Tags")),
+        attributes={"id": gateway["InternetGatewayId"]},
+        state=attached[0]["State"] if attached else "detached",
+    )

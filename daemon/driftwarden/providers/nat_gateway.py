@@ -1,0 +1,133 @@
+"""The NAT gateways of the private subnets (`ec2.nat-gateway`).
+
+Owns: creating a public NAT gateway in its public subnet with its Elastic IP (idempotently,
+with a client token derived from the resource key), reporting it `pending` until AWS says
+`available` so the engine waits before routing through it, deleting it (AWS takes minutes:
+meanwhile it reads as `deleting`) and releasing it. Subnet and address never change in place:
+a difference is a plan error, because replacing the gateway cuts the cluster's egress.
+
+What it must not do: release the Elastic IP (its own resource, deleted after the gateway is
+gone) or touch routes through the gateway (the route table provider owns them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..errors import ProviderError
+from ..graph import Resource
+from .base import Context, Observed, Provider, register, tag_map
+from .ec2 import (
+    GONE_STATES,
+    SERVICE,
+    absent,
+    client_token,
+    describe_managed,
+    is_absent,
+    put_tags,
+    remove_ownership_tags,
+    status_of,
+    tag_specifications,
+)
+
+_NOT_FOUND = ("NatGatewayNotFound", "InvalidNatGatewayID.NotFound")
+# Everything but "deleted": a deleted gateway stays listed for about an hour.
+_LIVE_STATES = ["pending", "available", "failed", "deleting"]
+# What a replayed client token can hand back: the earlier gateway made with it, now unusable.
+_STALE_STATES = frozenset({"failed", "deleting", *GONE_STATES})
+
+
+@register
+class NatGatewayProvider(Provider):
+    type = "ec2.nat-gateway"
+    service = SERVICE
+    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "read": ("ec2:DescribeNatGateways",),
+        # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
+        "create": ("ec2:CreateNatGateway", "ec2:CreateTags"),
+        "update": ("ec2:CreateTags",),
+        "delete": ("ec2:DeleteNatGateway",),
+        "untag": ("ec2:DeleteTags",),
+    }
+    immutable: ClassVar[Mapping[str, str]] = {
+        "SubnetId": "a NAT gateway cannot move to another subnet",
+        "AllocationId": "a NAT gateway's Elastic IP cannot be swapped in place",
+    }
+
+    def read(self, ctx: Context) -> list[Observed]:
+        return self._read(ctx)
+
+    def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
+        try:
+            found = self._read(ctx, NatGatewayIds=[observed.id])
+        except ProviderError as exc:
+            if is_absent(exc, _NOT_FOUND):
+                return None
+            raise
+        return found[0] if found else None
+
+    def _read(self, ctx: Context, **params: Any) -> list[Observed]:
+        gateways = describe_managed(
+            ctx, "describe_nat_gateways", "NatGateways", filters=[{"Name": "state", "Values": _LIVE_STATES}], **params
+        )
+        return [_observed(g) for g in gateways if g.get("State") not in GONE_STATES]
+
+    def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
+        # The token names the key and what the gateway is made of, so a retry of this very
+        # request (lost response, crash) returns the first gateway instead of a second one.
+        token = client_token(resource.key, desired["SubnetId"], desired["AllocationId"])
+        gateway = self._create(ctx, resource, desired, token)
+        if gateway.get("State") in _STALE_STATES:
+            # AWS remembers tokens after the gateway is gone: this answer is an earlier gateway,
+            # deleted or failed since. Make a new one, under a token that is still deterministic.
+            gateway = self._create(ctx, resource, desired, client_token(token, gateway["NatGatewayId"]))
+        return _observed(gateway, {**tag_map(gateway.get("Tags")), **resource.tags})
+
+    def _create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any], token: str) -> dict[str, Any]:
+        gateway: dict[str, Any] = ctx.client(SERVICE).create_nat_gateway(
+            SubnetId=desired["SubnetId"],
+            AllocationId=desired["AllocationId"],
+            ConnectivityType="public",
+            ClientToken=token,
+            TagSpecifications=tag_specifications("natgateway", resource.tags),
+        )["NatGateway"]
+        return gateway
+
+    def update(
+        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+    ) -> Observed:
+        # Only tags can change: subnet and address are immutable and the plan never asks for them.
+        tags = dict(observed.tags)
+        if "tags" in changed:
+            put_tags(ctx, observed.id, resource.tags)
+            tags.update(resource.tags)
+        return dataclasses.replace(observed, tags=tags)
+
+    def delete(self, ctx: Context, observed: Observed) -> None:
+        # Asynchronous: the gateway reads as "deleting" for a few minutes, then disappears.
+        with absent(*_NOT_FOUND):
+            ctx.client(SERVICE).delete_nat_gateway(NatGatewayId=observed.id)
+
+    def untag(self, ctx: Context, observed: Observed) -> None:
+        remove_ownership_tags(ctx, observed.id)
+
+
+def _primary_allocation(gateway: Mapping[str, Any]) -> str | None:
+    addresses = gateway.get("NatGatewayAddresses") or []
+    primary = [a for a in addresses if a.get("IsPrimary")] or addresses
+    return primary[0].get("AllocationId") if primary else None
+
+
+def _observed(gateway: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Observed:
+    state = gateway.get("State", "")
+    return Observed(
+        type=NatGatewayProvider.type,
+        id=gateway["NatGatewayId"],
+        fields={"SubnetId": gateway["SubnetId"], "AllocationId": _primary_allocation(gateway)},
+        tags=dict(tags) if tags is not None else tag_map(gateway.get("Tags")),
+        attributes={"id": gateway["NatGatewayId"]},
+        status=status_of(state),
+        state=state,
+    )

@@ -1,0 +1,156 @@
+"""The cluster subnets (`ec2.subnet`): placement, public-IP mapping and the load-balancer role tag.
+
+Owns: creating a subnet in its VPC and availability zone with our tags plus the Kubernetes
+role tag the AWS load balancer controller looks for (`kubernetes.io/role/elb` on public
+subnets, `kubernetes.io/role/internal-elb` on private ones), keeping `MapPublicIpOnLaunch` and
+that role tag as Git says, deleting and releasing it. Where a subnet sits (VPC, zone, range)
+never changes in place: a difference is a plan error.
+
+The role tag is managed as the field `RoleTag` (which of the two tags is present), not as one of
+the resource's tags, so that removing it out of band shows as drift on `RoleTag` and a subnet
+carrying the wrong role is corrected.
+
+What it must not do: delete what runs in the subnet (network interfaces of nodes, load
+balancers): the engine deletes dependants first and AWS refuses otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..errors import ProviderError
+from ..graph import Resource
+from .base import Context, Observed, Provider, register, tag_map
+from .ec2 import (
+    SERVICE,
+    absent,
+    describe_managed,
+    is_absent,
+    put_tags,
+    remove_ownership_tags,
+    remove_tags,
+    status_of,
+    tag_specifications,
+)
+
+ROLE_TAGS = ("kubernetes.io/role/elb", "kubernetes.io/role/internal-elb")
+# The AWS load balancer controller accepts "1" or an empty value.
+_ROLE_TAG_ON = "1"
+_NOT_FOUND = ("InvalidSubnetID.NotFound",)
+
+
+@register
+class SubnetProvider(Provider):
+    type = "ec2.subnet"
+    service = SERVICE
+    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "read": ("ec2:DescribeSubnets",),
+        # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
+        "create": ("ec2:CreateSubnet", "ec2:CreateTags", "ec2:ModifySubnetAttribute"),
+        "update": ("ec2:ModifySubnetAttribute", "ec2:CreateTags", "ec2:DeleteTags"),
+        "delete": ("ec2:DeleteSubnet",),
+        "untag": ("ec2:DeleteTags",),
+    }
+    immutable: ClassVar[Mapping[str, str]] = {
+        "CidrBlock": "a subnet's address range cannot change; it is carved from vpcSubnetRange, which is immutable",
+        "AvailabilityZone": "a subnet cannot move to another availability zone",
+        "VpcId": "a subnet cannot move to another VPC",
+    }
+
+    def read(self, ctx: Context) -> list[Observed]:
+        return [_observed(s) for s in describe_managed(ctx, "describe_subnets", "Subnets")]
+
+    def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
+        try:
+            found = describe_managed(ctx, "describe_subnets", "Subnets", SubnetIds=[observed.id])
+        except ProviderError as exc:
+            if is_absent(exc, _NOT_FOUND):
+                return None
+            raise
+        return _observed(found[0]) if found else None
+
+    def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
+        # CreateSubnet takes no client token; the key in the tags lets the next read find a
+        # subnet created by an attempt that crashed (a second one cannot exist: the range is taken).
+        client = ctx.client(SERVICE)
+        tags = dict(resource.tags)
+        if desired.get("RoleTag"):
+            tags[desired["RoleTag"]] = _ROLE_TAG_ON
+        subnet = client.create_subnet(
+            VpcId=desired["VpcId"],
+            CidrBlock=desired["CidrBlock"],
+            AvailabilityZone=desired["AvailabilityZone"],
+            TagSpecifications=tag_specifications("subnet", tags),
+        )["Subnet"]
+        # A new subnet maps no public IPs (AWS default); only public subnets need the change.
+        if bool(desired["MapPublicIpOnLaunch"]) != bool(subnet.get("MapPublicIpOnLaunch", False)):
+            _map_public_ip(ctx, subnet["SubnetId"], bool(desired["MapPublicIpOnLaunch"]))
+            subnet["MapPublicIpOnLaunch"] = bool(desired["MapPublicIpOnLaunch"])
+        return _observed(subnet, {**tag_map(subnet.get("Tags")), **tags})
+
+    def update(
+        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+    ) -> Observed:
+        fields = dict(observed.fields)
+        tags = dict(observed.tags)
+        if "MapPublicIpOnLaunch" in changed:
+            _map_public_ip(ctx, observed.id, bool(desired["MapPublicIpOnLaunch"]))
+            fields["MapPublicIpOnLaunch"] = bool(desired["MapPublicIpOnLaunch"])
+        to_put: dict[str, str] = {}
+        if "tags" in changed:
+            to_put.update(resource.tags)
+        if "RoleTag" in changed:
+            want = desired.get("RoleTag")
+            # A subnet has one role: drop the other role's tag, e.g. after a manual mix-up.
+            wrong = [t for t in ROLE_TAGS if t != want and t in tags]
+            remove_tags(ctx, observed.id, wrong)
+            for key in wrong:
+                tags.pop(key)
+            if want:
+                to_put[want] = _ROLE_TAG_ON
+            fields["RoleTag"] = want
+        put_tags(ctx, observed.id, to_put)
+        tags.update(to_put)
+        return dataclasses.replace(observed, fields=fields, tags=tags)
+
+    def delete(self, ctx: Context, observed: Observed) -> None:
+        with absent(*_NOT_FOUND):
+            ctx.client(SERVICE).delete_subnet(SubnetId=observed.id)
+
+    def untag(self, ctx: Context, observed: Observed) -> None:
+        # The role tag stays: load balancers of whoever keeps the subnet still rely on it.
+        remove_ownership_tags(ctx, observed.id)
+
+
+def role_tag(tags: Mapping[str, str]) -> str | None:
+    """Which load-balancer role the subnet carries; both at once is reported as such (drift)."""
+    present = [key for key in ROLE_TAGS if tags.get(key) in (_ROLE_TAG_ON, "")]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else ",".join(present)
+
+
+def _map_public_ip(ctx: Context, subnet_id: str, value: bool) -> None:
+    ctx.client(SERVICE).modify_subnet_attribute(SubnetId=subnet_id, MapPublicIpOnLaunch={"Value": value})
+
+
+def _observed(subnet: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Observed:
+    tags = dict(tags) if tags is not None else tag_map(subnet.get("Tags"))
+    state = subnet.get("State", "")
+    return Observed(
+        type=SubnetProvider.type,
+        id=subnet["SubnetId"],
+        fields={
+            "VpcId": subnet["VpcId"],
+            "CidrBlock": subnet["CidrBlock"],
+            "AvailabilityZone": subnet["AvailabilityZone"],
+            "MapPublicIpOnLaunch": bool(subnet.get("MapPublicIpOnLaunch", False)),
+            "RoleTag": role_tag(tags),
+        },
+        tags=tags,
+        attributes={"id": subnet["SubnetId"]},
+        status=status_of(state),
+        state=state,
+    )

@@ -16,7 +16,7 @@ DRIFTWARDEN = shutil.which("driftwarden", path=str(Path(sys.executable).parent))
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DRIFTWARDEN_"))}
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DRIFTWARDEN_", "MOTO_"))}
     environment.update(env or {})
     return subprocess.run([DRIFTWARDEN, *args], capture_output=True, text=True, timeout=timeout, env=environment)
 

@@ -37,6 +37,7 @@ from .reconcile import (
 )
 from .sandbox import Sandbox, seed_existing
 from .schemas import ENVELOPE_FILE, SCHEMA_FILES
+from .source import redact_url
 from .validation import ValidationResult, default_cache_dir, default_schemas, validate_paths
 
 EXIT_OK = 0
@@ -276,14 +277,6 @@ def _manifest_root(args: argparse.Namespace) -> Path:
     if not root.is_dir():
         raise UsageError(f"--source {root}: not a directory")
     return root
-
-
-def redact_url(url: str) -> str:
-    """A URL without the credentials it may carry (`https://token@host/...`)."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 def directory_revision(files: Sequence[str]) -> str:

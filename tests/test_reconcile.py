@@ -249,3 +249,84 @@ def test_prune_refuses_while_another_manifest_is_invalid(platform, aws):
                         resolve_secret=sandbox_secret_resolver(), progress=lambda _m: None)
     assert result.plan is None and result.outcomes == []
     assert observer.mutating_calls() == 0
+
+
+def slow_to_become_ready(monkeypatch, cls, *, pending: str, ready_after: int) -> list:
+    """Make moto report new `cls` objects as `pending` for their first reads, like AWS does.
+
+    moto makes everything ready at once; AWS takes ~15 minutes for EKS and RDS. The returned
+    list holds every such object, so a test can also make them ready at a moment it chooses.
+    """
+    created: list = []
+    original_init = cls.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        self._dw_reads_left = ready_after
+        created.append(self)
+
+    def get(self):
+        if getattr(self, "_dw_reads_left", 0) > 0:
+            self._dw_reads_left -= 1
+            return pending
+        return self._dw_status
+
+    def put(self, value):
+        self._dw_status = value
+
+    monkeypatch.setattr(cls, "__init__", init)
+    monkeypatch.setattr(cls, "status", property(get, put), raising=False)
+    return created
+
+
+def dev_only(root: Path) -> None:
+    for name in ("clusters/prod-euw1.yaml", "clusters/corp-apse2.yaml", "deployments/warehouse-etl.yaml",
+                 "deployments/ml-features.yaml"):
+        (root / name).unlink()
+
+
+def test_apply_waits_for_long_aws_operations_with_progress(platform, aws, monkeypatch):
+    """EKS and RDS CREATING are awaited, with progress shown, before dependants are created."""
+    from moto.eks.models import Cluster as MotoEksCluster
+    from moto.rds.models import DBInstance as MotoDbInstance
+
+    dev_only(platform)
+    slow_to_become_ready(monkeypatch, MotoEksCluster, pending="CREATING", ready_after=3)
+    slow_to_become_ready(monkeypatch, MotoDbInstance, pending="creating", ready_after=3)
+    messages: list[str] = []
+    result = run_apply(platform, aws.sessions(), progress=messages.append)
+    assert_all_applied(result)
+    assert any("Cluster/dev-use1/eks-cluster: CREATING" in m for m in messages)
+    assert any("Cluster/dev-use1/db-instance: creating" in m for m in messages)
+    eks = aws.account_client(DEV, "eks", "us-east-1")
+    assert eks.list_clusters()["clusters"] == ["dev-use1"]
+    assert len(eks.list_nodegroups(clusterName="dev-use1")["nodegroups"]) == 1
+
+
+def test_no_wait_returns_and_a_later_run_finishes_without_duplicates(platform, aws, monkeypatch):
+    """With wait off, pending work is left to AWS; later runs create nothing twice and finish the job."""
+    from moto.eks.models import Cluster as MotoEksCluster
+    from moto.rds.models import DBInstance as MotoDbInstance
+
+    dev_only(platform)
+    clusters = slow_to_become_ready(monkeypatch, MotoEksCluster, pending="CREATING", ready_after=10**6)
+    databases = slow_to_become_ready(monkeypatch, MotoDbInstance, pending="creating", ready_after=10**6)
+    no_wait = ReconcileSettings(apply=ApplySettings(wait=False, max_workers=4))
+
+    first = run_apply(platform, aws.sessions(), settings=no_wait)
+    results = {o.change.key: o.result for o in first.outcomes}
+    assert results["Cluster/dev-use1/eks-cluster"] == "pending"
+    assert results["Cluster/dev-use1/db-instance"] == "pending"
+    assert results["Cluster/dev-use1/nodegroup/default"] == "skipped"
+
+    second = run_apply(platform, aws.sessions(), settings=no_wait)
+    assert {o.change.key: o.result for o in second.outcomes} == {"Cluster/dev-use1/nodegroup/default": "skipped"}
+
+    for item in [*clusters, *databases]:
+        item._dw_reads_left = 0  # AWS has finished
+    third = run_apply(platform, aws.sessions(), settings=no_wait)
+    assert [(o.change.key, o.result) for o in third.outcomes] == [("Cluster/dev-use1/nodegroup/default", "applied")]
+    eks = aws.account_client(DEV, "eks", "us-east-1")
+    assert eks.list_clusters()["clusters"] == ["dev-use1"]
+    assert len(aws.account_client(DEV, "rds", "us-east-1").describe_db_instances()["DBInstances"]) == 1
+    assert run_plan(platform, aws.sessions()).plan.changes == []

@@ -185,6 +185,9 @@ class Applier:
             assert change.resource is not None
             resource = change.resource
             ctx = self._context(resource.account.id, resource.region, change)
+            waiting = self._pending_dependency(change)
+            if waiting is not None:
+                return Outcome(change, "skipped", waiting, None, self.clock() - started)
             with self._lock:
                 desired = provider.normalize_desired(resolve(resource.desired, self.attributes))
             if contains_unknown(desired):
@@ -201,12 +204,12 @@ class Applier:
                 assert change.observed is not None
                 self.progress(f"± replace {change.key}: creating the new one first")
                 result = provider.create(ctx, resource, desired)
-                result = self._await(provider, ctx, change, result)
+                result = self._await(provider, ctx, change.key, result)
                 if result.status != "ready":
                     return self._finish(change, result, started)
                 self.progress(f"± replace {change.key}: new one ready, deleting {change.observed.id}")
                 provider.delete(ctx, change.observed)
-            result = self._await(provider, ctx, change, result)
+            result = self._await(provider, ctx, change.key, result)
             return self._finish(change, result, started)
         except Exception as exc:
             error = as_provider_error(exc, service=provider.service, region=change.region)
@@ -215,6 +218,31 @@ class Applier:
             message = str(error or exc)
             self.progress(f"! {change.action} {change.key} failed: {message}")
             return Outcome(change, "failed", message, change.observed, self.clock() - started)
+
+    def _pending_dependency(self, change: Change) -> str | None:
+        """Wait for dependencies AWS is still working on (from an earlier run), or say which.
+
+        A dependency created in this run is awaited by its own change; one left CREATING by an
+        earlier `--no-wait` run is not in the plan (its fields already match), yet a node group
+        cannot be created in a cluster that is not ACTIVE.
+        """
+        assert change.resource is not None
+        for key in change.resource.depends_on:
+            with self._lock:
+                state = self.states.get(key)
+            if state is None or state.status != "pending":
+                continue
+            if not self.settings.wait:
+                return f"waiting for {key}, which AWS is still working on ({state.state or 'pending'})"
+            provider = self.providers[state.type]
+            ctx = self._context(state.account or change.account, state.region or change.region, change)
+            settled = self._await(provider, ctx, key, state)
+            with self._lock:
+                self.states[key] = settled
+                self.attributes[key] = settled.attributes
+            if settled.status != "ready":
+                return f"waiting for {key}, which AWS is still working on ({settled.state or settled.status})"
+        return None
 
     def _finish(self, change: Change, result: Observed, started: float) -> Outcome:
         result = dataclasses.replace(result, account=change.account, region=change.region)
@@ -228,7 +256,7 @@ class Applier:
                            self.clock() - started)
         return Outcome(change, "failed", f"AWS reports {result.state or result.status}", result, self.clock() - started)
 
-    def _await(self, provider: Provider, ctx: Context, change: Change, result: Observed) -> Observed:
+    def _await(self, provider: Provider, ctx: Context, key: str, result: Observed) -> Observed:
         if result.status != "pending" or not self.settings.wait:
             return result
         deadline = self.clock() + self.settings.timeout_seconds
@@ -241,7 +269,7 @@ class Applier:
             if refreshed is None:
                 return dataclasses.replace(result, status="failed", state="disappeared")
             result = refreshed
-            self.progress(f"  … {change.key}: {result.state or result.status} ({int(self.clock() - started)}s)")
+            self.progress(f"  … {key}: {result.state or result.status} ({int(self.clock() - started)}s)")
         return result
 
     def _context(self, account_id: str, region: str, change: Change) -> Context:

@@ -209,3 +209,13 @@ def test_an_update_the_provider_refuses_is_a_plan_error_not_an_apply_failure():
     assert [(e.field, e.message) for e in plan.errors] == [("Version", "refusing to downgrade 1.32 to 1.31")]
     upgrade = resource("eks", "eks", {"Version": "1.33"})
     assert [c.action for c in make_plan([upgrade], [observed(upgrade, {"Version": "1.32"})], providers=providers).changes] == ["update"]
+
+
+def test_a_resource_aws_reports_failed_is_a_plan_error_for_a_human():
+    """A failed resource is neither ignored as unchanged nor blindly recreated."""
+    vpc = resource("vpc", "net", {"Cidr": "10.0.0.0/16"})
+    live = Observed(vpc.type, "nat-1", {"Cidr": "10.0.0.0/16"}, vpc.tags, {"id": "nat-1"}, status="failed",
+                    state="failed", account=ACCOUNT.id, region="us-east-1")
+    plan = make_plan([vpc], [live], providers=PROVIDERS)
+    assert plan.changes == [] and plan.unchanged == []
+    assert "nat-1 as failed" in plan.errors[0].message

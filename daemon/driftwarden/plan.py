@@ -312,6 +312,15 @@ def _plan_one(
         pending_keys.add(resource.key)
         return Change("create", resource.key, resource.type, resource.owner, account, region,
                       "does not exist", tuple(FieldChange(k, None, v) for k, v in desired.items()), resource)
+    if current.status == "failed":
+        # AWS gave up on it (a NAT gateway or node group in a failed state). Creating a second
+        # one beside it could collide with its name; a person should look first.
+        return PlanError(
+            resource.key,
+            resource.owner,
+            f"AWS reports {resource.type} {current.id} as {current.state or 'failed'}: driftwarden leaves it "
+            "alone; delete it (or repair it) and the next run recreates it",
+        )
     changes = diff_fields(desired, current.fields, skip=provider.create_only)
     changes += diff_tags(resource.tags, current.tags)
     if not changes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from ruamel.yaml.cyaml import CParser
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.tag import Tag
 
 from .problems import Problem
 
@@ -107,7 +108,7 @@ def escape_pointer_token(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[Path, str]], list[Problem]]:
+def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[str, str]], list[Problem]]:
     """Every manifest file under `paths`, as (real path, display name), sorted and unique.
 
     A directory is walked for `*.yaml`/`*.yml` (hidden directories such as `.git` are
@@ -115,7 +116,7 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[Path, 
     root it was found under is refused: a manifest repository must not be able to make the
     daemon read arbitrary files of its host.
     """
-    found: dict[Path, str] = {}
+    found: dict[str, str] = {}
     problems: list[Problem] = []
     for given in paths:
         given_path = Path(given)
@@ -127,42 +128,64 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[Path, 
             if not real.is_file():
                 problems.append(Problem.error(str(given), "path.dangling", "symlink target does not exist"))
                 continue
-            found.setdefault(real, str(given))
+            found.setdefault(str(real), str(given))
             continue
         root = given_path.resolve()
-        for dirpath, dirnames, filenames in os.walk(given_path, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if not name.endswith(MANIFEST_SUFFIXES) or name.startswith("."):
-                    continue
-                candidate = Path(dirpath, name)
-                display = str(candidate)
-                real = candidate.resolve()
-                if not real.is_relative_to(root):
-                    problems.append(
-                        Problem.error(
-                            display,
-                            "path.symlink-escape",
-                            f"symlink points outside the manifest root {given_path} "
-                            "(manifests must live inside the repository)",
-                        )
-                    )
-                    continue
-                if not real.is_file():
-                    problems.append(Problem.error(display, "path.dangling", "symlink target does not exist"))
-                    continue
-                found.setdefault(real, display)
+        _walk(os.path.normpath(str(given_path)), str(root), root, given_path, found, problems)
     ordered = sorted(found.items(), key=lambda item: item[1])
     return ordered, problems
 
 
-def read_bytes(path: Path, display: str, limits: Limits) -> tuple[bytes | None, Problem | None]:
+def _walk(
+    directory: str, real_directory: str, root: Path, given: Path, found: dict[str, str], problems: list[Problem]
+) -> None:
+    """Depth-first over `directory` with os.scandir: one syscall per directory, none per file.
+
+    Directory symlinks are not followed, so a plain file's real path is its place under the
+    root; only symlinked files are resolved and checked against the root.
+    """
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(Problem.error(directory, "file.unreadable", f"cannot read directory: {exc.strerror}"))
+        return
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
+        display = entry.path if directory != "." else name
+        if entry.is_dir(follow_symlinks=False):
+            _walk(display, os.path.join(real_directory, name), root, given, found, problems)
+            continue
+        if not name.endswith(MANIFEST_SUFFIXES):
+            continue
+        if not entry.is_symlink():
+            found.setdefault(os.path.join(real_directory, name), display)
+            continue
+        real = Path(display).resolve()
+        if not real.is_relative_to(root):
+            problems.append(
+                Problem.error(
+                    display,
+                    "path.symlink-escape",
+                    f"symlink points outside the manifest root {given} (manifests must live inside the repository)",
+                )
+            )
+        elif not real.is_file():
+            problems.append(Problem.error(display, "path.dangling", "symlink target does not exist"))
+        else:
+            found.setdefault(str(real), display)
+
+
+def read_bytes(
+    path: str | os.PathLike[str], display: str, limits: Limits
+) -> tuple[bytes | None, Problem | None]:
     """The file's bytes, or a problem when it is too large to be a manifest."""
     try:
-        size = path.stat().st_size
+        size = os.stat(path).st_size
         if size > limits.max_file_bytes:
             return None, _too_large(display, size, limits)
-        with path.open("rb") as handle:
+        with open(path, "rb") as handle:
             # Read one byte past the limit: the file may have grown since stat().
             data = handle.read(limits.max_file_bytes + 1)
     except OSError as exc:
@@ -255,12 +278,64 @@ def _decode(data: bytes, display: str) -> tuple[str | None, Problem | None]:
         )
 
 
-class _Parser(CParser, VersionedResolver):  # type: ignore[misc]
-    """libyaml's parser and composer with ruamel's YAML 1.2 tag resolution."""
+def _core_tag(name: str) -> Tag:
+    return Tag(suffix=f"tag:yaml.org,2002:{name}")
+
+
+# Shared tag objects: nodes compare them by identity, which is far cheaper than by text.
+_TAG_STR, _TAG_INT, _TAG_FLOAT, _TAG_BOOL, _TAG_NULL, _TAG_MERGE, _TAG_SEQ, _TAG_MAP = (
+    _core_tag(name) for name in ("str", "int", "float", "bool", "null", "merge", "seq", "map")
+)
+# The YAML 1.2 core schema (as ruamel reads it, minus timestamps, which manifests keep as text).
+_NULL_WORDS = frozenset({"", "~", "null", "Null", "NULL"})
+_BOOL_WORDS = frozenset({"true", "True", "TRUE", "false", "False", "FALSE"})
+_INT_RE = re.compile(r"[-+]?(?:[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+)\Z")
+_FLOAT_RE = re.compile(
+    r"(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z"
+)
+# Only these first characters can start a plain scalar that is not a string.
+_NON_STRING_STARTS = frozenset("0123456789-+.~<nNtTfF")
+
+
+def _resolve_plain(value: str) -> Tag:
+    if not value or value in _NULL_WORDS:
+        return _TAG_NULL
+    if value[0] not in _NON_STRING_STARTS:
+        return _TAG_STR
+    if value in _BOOL_WORDS:
+        return _TAG_BOOL
+    if _INT_RE.match(value):
+        return _TAG_INT
+    if _FLOAT_RE.match(value):
+        return _TAG_FLOAT
+    if value == "<<":
+        return _TAG_MERGE
+    return _TAG_STR
+
+
+class _Parser(CParser):  # type: ignore[misc]
+    """libyaml's parser and composer, resolving plain scalars by the YAML 1.2 core schema.
+
+    ruamel's own resolver is pure Python and was the largest cost of loading; manifests need
+    only the core schema (strings, numbers, booleans, null and merge keys), resolved here.
+    """
 
     def __init__(self, text: str) -> None:
         CParser.__init__(self, text)
-        VersionedResolver.__init__(self)
+
+    # The composer asks these of path-based resolvers, which manifests do not use.
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Tag:
+        if kind is ScalarNode:
+            return _resolve_plain(value) if implicit[0] else _TAG_STR
+        if kind is SequenceNode:
+            return _TAG_SEQ
+        return _TAG_MAP
 
 
 def _compose_all(text: str) -> Iterator[Node | None]:
@@ -384,10 +459,12 @@ class _Converter:
         first_seen: dict[str, int] = {}
         merged: list[MappingNode] = []
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
+            if key_node.ctag is _TAG_MERGE or key_node.tag == _MERGE:
                 merged.extend(self._merge_sources(value_node))
                 continue
-            if not isinstance(key_node, ScalarNode) or (key_node.tag != _STR and not self._is_plain_key(key_node)):
+            if not isinstance(key_node, ScalarNode) or (
+                key_node.ctag is not _TAG_STR and key_node.tag != _STR and not self._is_plain_key(key_node)
+            ):
                 self._fail(key_node, "yaml.key-type", "mapping keys must be plain strings")
                 return result
             key = str(key_node.value)
@@ -433,8 +510,10 @@ class _Converter:
         return []
 
     def _scalar(self, node: ScalarNode, pointer: str) -> Any:
-        tag = node.tag
         value = node.value
+        if node.ctag is _TAG_STR:
+            return value
+        tag = node.tag
         if tag == _STR:
             return value
         converter = _SCALAR_CONVERTERS.get(tag)

@@ -71,6 +71,6 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
-        subject = f" {self.kind}/{self.name}" if self.kind and self.name else ""
-        field = f" {self.pointer}" if self.pointer else ""
-        return f"{where}: {self.severity}:{subject}{field}: {self.message}"
+        subject = f"{self.kind}/{self.name}" if self.kind and self.name else ""
+        context = " ".join(part for part in (subject, self.pointer) if part)
+        return f"{where}: {self.severity}: {context + ': ' if context else ''}{self.message}"

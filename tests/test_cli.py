@@ -252,3 +252,21 @@ def test_editing_one_file_invalidates_only_that_file(tmp_path):
     assert edited.cached_files == 5
     assert [(Path(p.file).name, p.rule) for p in edited.errors][:1] == [("dev-use1.yaml", "schema.enum")]
     assert not edited.valid
+
+
+def test_pre_commit_hook_runs_the_validator_on_the_manifests():
+    """The hook in .pre-commit-hooks.yaml names the real command, and that command validates manifests/."""
+    import shlex
+
+    from ruamel.yaml import YAML
+
+    repo = Path(__file__).resolve().parent.parent
+    (hook,) = YAML(typ="safe").load((repo / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "driftwarden-validate" and hook["language"] == "python"
+    assert hook["pass_filenames"] is False
+    entry = shlex.split(hook["entry"])
+    assert entry[0] == "driftwarden"
+    binary = Path(sys.executable).parent / "driftwarden"
+    done = subprocess.run([str(binary), *entry[1:], *hook["args"], "--no-cache"], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.rstrip().splitlines()[-1].startswith("valid: 6 files")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -330,3 +331,40 @@ def test_no_wait_returns_and_a_later_run_finishes_without_duplicates(platform, a
     assert eks.list_clusters()["clusters"] == ["dev-use1"]
     assert len(aws.account_client(DEV, "rds", "us-east-1").describe_db_instances()["DBInstances"]) == 1
     assert run_plan(platform, aws.sessions()).plan.changes == []
+
+
+IAM_PREFIX = {"service-quotas": "servicequotas"}
+
+
+def test_every_aws_call_of_a_full_lifecycle_is_declared_for_iam_policy(platform, aws):
+    """Create, repair drift and prune with Delete: every call made is an action iam-policy grants."""
+    from driftwarden import preflight
+    from driftwarden.graph import TYPE_ORDER
+    from driftwarden.providers.registry import load_providers
+
+    providers = load_providers()
+    assert set(providers) == set(TYPE_ORDER)
+    for provider in providers.values():
+        assert {"read", "create", "update", "delete", "untag"} <= set(provider.permissions), provider.type
+    declared = set(preflight.PERMISSIONS) | {a for p in providers.values() for names in p.permissions.values() for a in names}
+
+    observer = CountingObserver()
+    assert_all_applied(run_apply(platform, aws.sessions(observer)))
+    ssm = aws.account_client(PROD, "ssm", "eu-west-1")
+    ssm.put_parameter(Name="/driftwarden/prod-euw1/warehouse-etl/configuration", Value="{}", Type="String", Overwrite=True)
+    ml = platform / "deployments" / "ml-features.yaml"
+    text = ml.read_text()
+    # Enforced (not warn-only) and Delete, so the new deletion policy tag is applied before prune.
+    text = re.sub(r"\n  deletionPolicy: \w+", "", text).replace("driftwarden/drift: warn", "driftwarden/drift: enforce")
+    ml.write_text(text.replace("spec:\n", "spec:\n  deletionPolicy: Delete\n", 1))
+    assert_all_applied(run_apply(platform, aws.sessions(observer)))
+    ml.unlink()
+    assert_all_applied(run_apply(platform, aws.sessions(observer), settings=ReconcileSettings(prune=True, apply=FAST)))
+
+    called = {
+        f"{IAM_PREFIX.get(service, service)}:{operation}"
+        for (service, operation, result), _n in observer.calls.items()
+        if result != "retried" and (service, operation) != ("sts", "AssumeRole")
+    }
+    assert {"ssm:DeleteParameter", "ssm:PutParameter", "ec2:CreateVpc"} <= called
+    assert sorted(called - declared) == []

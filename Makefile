@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: validate test lint bench clean
+.PHONY: run validate test lint bench clean
 
 # Installs the package with its test extras into $(VENV) whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -12,7 +12,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-## validate: check the repository's own manifests (the main job until the daemon lands)
+## run: the daemon over the repository's own manifests/, on the embedded simulated AWS
+run: $(VENV)/.installed
+	$(BIN)/driftwarden run --sandbox --source manifests --interval 30s --drift-interval 1m --metrics-port 9108 --log-format text
+
+## validate: check the repository's own manifests
 validate: $(VENV)/.installed
 	$(BIN)/driftwarden validate manifests/
 
@@ -21,9 +25,10 @@ test: $(VENV)/.installed
 	$(BIN)/ruff check daemon tests $(wildcard benchmarks)
 	$(BIN)/pytest -q -n 2
 
-## bench: the validation benchmark (prints numbers; asserts nothing)
+## bench: the benchmarks (print numbers; assert nothing)
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/validate.py
+	$(BIN)/python benchmarks/reconcile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

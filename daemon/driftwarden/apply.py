@@ -185,8 +185,9 @@ class Applier:
             assert change.resource is not None
             resource = change.resource
             ctx = self._context(resource.account.id, resource.region, change)
-            waiting = self._pending_dependency(change)
+            waiting = self._pending_dependency(change) or self._busy_itself(change)
             if waiting is not None:
+                self.progress(f"  skip {change.key}: {waiting}")
                 return Outcome(change, "skipped", waiting, None, self.clock() - started)
             with self._lock:
                 desired = provider.normalize_desired(resolve(resource.desired, self.attributes))
@@ -219,6 +220,15 @@ class Applier:
             self.progress(f"! {change.action} {change.key} failed: {message}")
             return Outcome(change, "failed", message, change.observed, self.clock() - started)
 
+    def _busy_itself(self, change: Change) -> str | None:
+        """Without waiting, a resource AWS is still creating or changing is not updated now."""
+        observed = change.observed
+        if self.settings.wait or change.action != "update" or observed is None:
+            return None
+        if observed.status in ("pending", "deleting"):
+            return f"AWS is still working on it ({observed.state or observed.status})"
+        return None
+
     def _pending_dependency(self, change: Change) -> str | None:
         """Wait for dependencies AWS is still working on (from an earlier run), or say which.
 
@@ -230,7 +240,7 @@ class Applier:
         for key in change.resource.depends_on:
             with self._lock:
                 state = self.states.get(key)
-            if state is None or state.status != "pending":
+            if state is None or state.status not in ("pending", "deleting"):
                 continue
             if not self.settings.wait:
                 return f"waiting for {key}, which AWS is still working on ({state.state or 'pending'})"

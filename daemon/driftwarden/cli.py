@@ -17,28 +17,19 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import boto3
-
-from . import __version__, policies, render
-from .apply import ApplySettings
+from . import __version__, render
 from .errors import DriftwardenError, UsageError
 from .graph import DEFAULT_INSTANCE
-from .providers.aws import AwsSessions
-from .providers.registry import load_providers
-from .reconcile import (
-    ReconcileSettings,
-    SecretResolver,
-    apply_once,
-    control_secret_resolver,
-    plan_once,
-    sandbox_secret_resolver,
-)
-from .sandbox import Sandbox, seed_existing
 from .schemas import ENVELOPE_FILE, SCHEMA_FILES
-from .source import redact_url
 from .validation import ValidationResult, default_cache_dir, default_schemas, validate_paths
+
+# The AWS engine (boto3), Git (gitpython) and the sandbox (moto) are imported by the commands
+# that use them: `validate` runs in pull-request CI and pre-commit, where start-up time counts.
+if TYPE_CHECKING:
+    from .providers.aws import AwsSessions
+    from .reconcile import SecretResolver
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -167,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="RDS: modify the database now instead of in its next maintenance window",
     )
     apply.set_defaults(handler=cmd_apply)
+    _add_run_command(commands)
 
     trust = commands.add_parser(
         "trust-policy",
@@ -227,6 +219,122 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# --- run (the daemon) -------------------------------------------------------------------------------
+
+
+def _env_true(name: str) -> bool:
+    return (_env_default(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _duration(text: str) -> float:
+    from .daemon import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_run_command(commands: argparse._SubParsersAction[_Parser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="the daemon: keep AWS in line with Git, report drift, serve /metrics and /status",
+        description=(
+            "Follow the source (a Git remote or a directory): every --interval fetch it, validate the "
+            "new revision, and reconcile the last valid revision; every --drift-interval check AWS for "
+            "drift and repair it (objects annotated driftwarden/drift: warn are only reported). Long AWS "
+            "operations are started, never awaited: the next pass continues where AWS is. Serves "
+            "/metrics, /healthz, /readyz, /status and a signed /webhook on the metrics port. SIGTERM "
+            "lets the pass in progress finish and exits 0."
+        ),
+        epilog="Durations: 30s, 5m, 1h, 1h30m. Every option also reads DRIFTWARDEN_<OPTION> "
+        "(DRIFTWARDEN_APPLY_WINDOW: windows separated by ';').",
+    )
+    _source_options(run)
+    run.add_argument("--ref", default=_env_default("ref"), help="branch, tag or commit to follow (default: the remote's HEAD)")
+    run.add_argument("--interval", type=_duration, default=_env_default("interval", "60s"),
+                     help="fetch and reconcile this often (default 60s)")
+    run.add_argument("--drift-interval", type=_duration, default=_env_default("drift-interval", "5m"),
+                     help="check AWS for drift this often, even without a new commit (default 5m)")
+    run.add_argument("--metrics-port", type=int, default=int(_env_default("metrics-port", "9108") or 9108),
+                     help="port of /metrics, /healthz, /readyz, /status and /webhook (default 9108; 0 picks one)")
+    run.add_argument("--metrics-host", default=_env_default("metrics-host", "0.0.0.0"),
+                     help="address to listen on (default 0.0.0.0)")
+    run.add_argument("--webhook-secret-file", default=_env_default("webhook-secret-file"),
+                     help="enable POST /webhook: deliveries must be signed (X-Hub-Signature-256) with this secret")
+    run.add_argument("--prune", action="store_true", default=_env_true("prune"),
+                     help="delete resources of objects no longer in Git (never while a manifest is invalid)")
+    run.add_argument("--prune-limit", type=int, default=int(_env_default("prune-limit", "20") or 20),
+                     help="at most this many deletions per pass (default 20)")
+    run.add_argument("--apply-window", action="append", metavar="CRON", default=None,
+                     help="cron expression (UTC, crontab weekdays: 0 or 7 = Sunday) of minutes in which "
+                     "changes may be applied, e.g. '* 9-17 * * 1-5'; repeatable; outside every window the "
+                     "daemon plans and reports only (default: always)")
+    run.add_argument("--cache-dir", default=_env_default("cache-dir"),
+                     help=f"where Git sources are cached (default: {default_cache_dir() / 'git'})")
+    run.add_argument("--https-token-file", default=_env_default("https-token-file"),
+                     help="file holding the HTTPS token for the Git remote (re-read on every fetch)")
+    run.add_argument("--ssh-key-file", default=_env_default("ssh-key-file"), help="SSH private key for the Git remote")
+    run.add_argument("--known-hosts-file", default=_env_default("known-hosts-file"),
+                     help="known_hosts file for the Git remote (strict host key checking)")
+    verify = run.add_mutually_exclusive_group()
+    verify.add_argument("--verify-signatures-gpg-keyring", default=_env_default("verify-signatures-gpg-keyring"),
+                        metavar="DIR", help="only apply head commits signed by a key of this GnuPG keyring")
+    verify.add_argument("--verify-signatures-ssh-allowed-signers", metavar="F",
+                        default=_env_default("verify-signatures-ssh-allowed-signers"),
+                        help="only apply head commits signed by a key of this SSH allowed-signers file")
+    run.add_argument("--log-format", choices=("json", "text"), default=_env_default("log-format"),
+                     help="json (default when stderr is not a terminal) or text")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                     default=_env_default("log-level", "info"), help="default info: only what changed or failed")
+    run.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    import logging
+    import re
+
+    import boto3
+
+    from . import daemon, logs
+    from .source import GitCredentials, SignaturePolicy, open_source
+
+    logs.configure(args.log_format, level=getattr(logging, str(args.log_level).upper()))
+    if args.verify_signatures_gpg_keyring and args.verify_signatures_ssh_allowed_signers:
+        raise UsageError("give --verify-signatures-gpg-keyring or --verify-signatures-ssh-allowed-signers, not both")
+    windows = args.apply_window
+    if windows is None:
+        windows = [w for w in re.split(r"[;\n]", _env_default("apply-window", "") or "") if w.strip()]
+    settings = daemon.DaemonSettings(
+        interval_seconds=args.interval,
+        drift_interval_seconds=args.drift_interval,
+        metrics_host=args.metrics_host,
+        metrics_port=args.metrics_port,
+        webhook_secret_file=Path(args.webhook_secret_file) if args.webhook_secret_file else None,
+        prune=args.prune,
+        prune_limit=args.prune_limit,
+        apply_windows=tuple(windows),
+        instance=args.instance,
+    )
+    optional = {name: Path(value) if value else None for name, value in (
+        ("token", args.https_token_file), ("key", args.ssh_key_file), ("hosts", args.known_hosts_file),
+        ("gpg", args.verify_signatures_gpg_keyring), ("ssh", args.verify_signatures_ssh_allowed_signers))}
+    verify = None
+    if optional["gpg"] or optional["ssh"]:
+        verify = SignaturePolicy(gpg_keyring=optional["gpg"], ssh_allowed_signers=optional["ssh"])
+    source = open_source(
+        args.source,
+        ref=args.ref,
+        path=args.path,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir() / "git",
+        credentials=GitCredentials(
+            https_token_file=optional["token"], ssh_key_file=optional["key"], known_hosts_file=optional["hosts"]
+        ),
+        verify=verify,
+    )
+    return daemon.main(settings, source, boto3.Session, sandbox=args.sandbox, out=out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -255,7 +363,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
         print(f"driftwarden validate: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     cache_dir = None if args.no_cache else Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    result = validate_paths(paths, cache_dir=cache_dir)
+    result = validate_paths(paths, cache_dir=cache_dir, report_only=True)
     formatter = {
         "text": render.validation_text,
         "json": render.validation_json,
@@ -269,6 +377,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _manifest_root(args: argparse.Namespace) -> Path:
+    from .source import redact_url
+
     source = str(args.source)
     if "://" in source or source.startswith("git@"):
         raise UsageError(f"--source {redact_url(source)}: Git sources are read by `driftwarden run`; "
@@ -290,6 +400,12 @@ def directory_revision(files: Sequence[str]) -> str:
 
 @contextlib.contextmanager
 def _aws(args: argparse.Namespace, validation: ValidationResult) -> Iterator[tuple[AwsSessions, SecretResolver]]:
+    import boto3
+
+    from .providers.aws import AwsSessions
+    from .reconcile import control_secret_resolver, sandbox_secret_resolver
+    from .sandbox import Sandbox, seed_existing
+
     if args.sandbox:
         with Sandbox() as sandbox:
             sandbox.apply(os.environ)
@@ -317,6 +433,8 @@ def _validated(args: argparse.Namespace) -> tuple[ValidationResult, str] | None:
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    from .reconcile import ReconcileSettings, plan_once
+
     validated = _validated(args)
     if validated is None:
         return EXIT_INVALID
@@ -337,6 +455,9 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
+    from .apply import ApplySettings
+    from .reconcile import ReconcileSettings, apply_once, plan_once
+
     validated = _validated(args)
     if validated is None:
         return EXIT_INVALID
@@ -372,6 +493,11 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_trust_policy(args: argparse.Namespace, out: TextIO) -> int:
+    import boto3
+
+    from . import policies
+    from .providers.aws import AwsSessions
+
     if not (args.account.isdigit() and len(args.account) == 12):
         raise UsageError(f"--account {args.account!r}: expected a 12-digit AWS account id")
     validated = _validated(args)
@@ -391,6 +517,9 @@ def cmd_trust_policy(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_iam_policy(args: argparse.Namespace, out: TextIO) -> int:
+    from . import policies
+    from .providers.registry import load_providers
+
     out.write(json.dumps(policies.permissions_policy(load_providers()), indent=2) + "\n")
     return EXIT_OK
 

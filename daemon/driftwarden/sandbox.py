@@ -105,7 +105,10 @@ class Sandbox:
         if werkzeug.level == logging.NOTSET:
             werkzeug.setLevel(logging.WARNING)
         if self._load_managed_policies:
-            os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+        # Thousands of default AMIs per account and region are parsed on first use otherwise;
+        # nothing driftwarden manages uses them.
+        os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

@@ -151,6 +151,15 @@ def register(cls: type[Provider]) -> type[Provider]:
     return cls
 
 
+def carries_ownership(tags: Mapping[str, str], resource: Resource) -> bool:
+    """Whether an existing AWS resource carries `resource`'s ownership tags.
+
+    A create that finds its name taken (an interrupted earlier attempt) adopts the resource only
+    then; anything else with that name is someone else's and is left alone.
+    """
+    return all(tags.get(key) == resource.tags.get(key) for key in (TAG_MANAGED_BY, TAG_OWNER, TAG_COMPONENT))
+
+
 def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     """Tags in the `[{"Key": ..., "Value": ...}]` shape most AWS APIs use."""
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]

@@ -29,8 +29,17 @@ from typing import Any, ClassVar
 from ..errors import NotFoundError, PermanentProviderError, ProviderError
 from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
 from .aws import paginate
-from .base import Context, Observed, Provider, Status, register, tag_list, tag_map
-from .db_subnet_group import lower_name, same_resource, sorted_ids
+from .base import (
+    Context,
+    Observed,
+    Provider,
+    Status,
+    carries_ownership,
+    register,
+    tag_list,
+    tag_map,
+)
+from .db_subnet_group import lower_name, sorted_ids
 
 # Whether modifications are applied at once (with a short outage for class or Multi-AZ changes)
 # or at the next maintenance window. Off by default: the metadata database of a running Airflow
@@ -247,7 +256,7 @@ class DbInstanceProvider(Provider):
             if e.code != _ALREADY_EXISTS:
                 raise
             existing = self._read_one(rds, identifier)
-            if existing is None or not same_resource(existing.tags, resource):
+            if existing is None or not carries_ownership(existing.tags, resource):
                 raise
             return existing
         return self._observed(db, tag_map(db.get("TagList")) or dict(resource.tags))

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from ..errors import NotFoundError, ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER, Resource
+from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
 from .aws import paginate
-from .base import Context, Observed, Provider, register, tag_list, tag_map
+from .base import Context, Observed, Provider, carries_ownership, register, tag_list, tag_map
 
 # Every group driftwarden creates is named `driftwarden-<cluster>` (graph.py), whatever the
 # instance name. Groups without the prefix cannot be ours, so their tags are never fetched.
@@ -134,7 +134,7 @@ class DbSubnetGroupProvider(Provider):
             if e.code != _ALREADY_EXISTS:
                 raise
             existing = self._read_one(rds, name)
-            if existing is None or not same_resource(existing.tags, resource):
+            if existing is None or not carries_ownership(existing.tags, resource):
                 raise
             return existing
         # CreateDBSubnetGroup answers without tags; they are the ones just given.
@@ -173,7 +173,3 @@ class DbSubnetGroupProvider(Provider):
         except NotFoundError:
             return  # gone: nothing left to release
 
-
-def same_resource(tags: Mapping[str, str], resource: Resource) -> bool:
-    """Whether an existing resource carries the ownership tags of `resource`."""
-    return all(tags.get(k) == resource.tags.get(k) for k in (TAG_MANAGED_BY, TAG_OWNER, TAG_COMPONENT))

@@ -25,9 +25,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from ..errors import NotFoundError, ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER, Resource
+from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
 from .aws import paginate
-from .base import Context, Observed, Provider, register, tag_list, tag_map
+from .base import Context, Observed, Provider, carries_ownership, register, tag_list, tag_map
 
 # Statement elements whose value may be one string or a list of strings.
 _LIST_ELEMENTS = ("Action", "NotAction", "Resource", "NotResource")
@@ -214,7 +214,7 @@ class IamRole(Provider):
             # this very resource is what an interrupted create left behind: finish the job.
             # Anyone else's role is never taken over.
             existing = self._read_one(iam, name)
-            if existing is None or not _belongs_to(existing.tags, ctx.instance, resource):
+            if existing is None or not carries_ownership(existing.tags, resource):
                 raise
             return self.update(ctx, resource, desired, existing,
                                ["AssumeRolePolicyDocument", "ManagedPolicyArns", "InlinePolicies", "tags"])
@@ -280,13 +280,6 @@ class IamRole(Provider):
     def untag(self, ctx: Context, observed: Observed) -> None:
         _ignore_not_found(ctx.client("iam").untag_role, RoleName=observed.id, TagKeys=list(OWNERSHIP_TAGS))
 
-
-def _belongs_to(tags: Mapping[str, str], instance: str, resource: Resource) -> bool:
-    return (
-        tags.get(TAG_MANAGED_BY) == instance
-        and tags.get(TAG_OWNER) == resource.owner
-        and tags.get(TAG_COMPONENT) == resource.component
-    )
 
 
 def _ignore_not_found(call: Any, **kwargs: Any) -> None:

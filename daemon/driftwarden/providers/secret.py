@@ -24,12 +24,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from ..errors import DriftwardenError, NotFoundError, ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER, Resource
+from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
 
 # The one definition of the document and its hash, so the hash written here is the one the
 # plan computes.
 from .aws import paginate
-from .base import Context, Observed, Provider, register, tag_list, tag_map
+from .base import Context, Observed, Provider, carries_ownership, register, tag_list, tag_map
 
 
 def secret_payload(values: Mapping[str, str]) -> tuple[str, str]:
@@ -184,7 +184,7 @@ class SecretsManagerSecret(Provider):
                 raise
             existing = self._describe(sm, name)
             # Only our own secret for this very resource is taken back; anyone else's is not.
-            if existing is None or not _belongs_to(tag_map(existing.get("Tags")), ctx.instance, resource):
+            if existing is None or not carries_ownership(tag_map(existing.get("Tags")), resource):
                 raise
             if existing.get("DeletedDate"):
                 # Deleted by us earlier and still in its recovery window: the name cannot be
@@ -272,10 +272,3 @@ def _content(ctx: Context, resource: Resource) -> tuple[str, str, list[str]]:
     document, digest = secret_payload(values)
     return document, digest, sorted(values)
 
-
-def _belongs_to(tags: Mapping[str, str], instance: str, resource: Resource) -> bool:
-    return (
-        tags.get(TAG_MANAGED_BY) == instance
-        and tags.get(TAG_OWNER) == resource.owner
-        and tags.get(TAG_COMPONENT) == resource.component
-    )

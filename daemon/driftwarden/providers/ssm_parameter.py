@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..errors import NotFoundError, ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER, Resource
+from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
 from .aws import paginate
-from .base import Context, Observed, Provider, register, tag_list, tag_map
+from .base import Context, Observed, Provider, carries_ownership, register, tag_list, tag_map
 
 # GetParameters accepts at most 10 names per call.
 _GET_BATCH = 10
@@ -129,7 +129,7 @@ class SsmParameter(Provider):
             # SSM has no client token. A parameter with our tags for this very resource is what
             # an interrupted create left behind: finish it. Anyone else's is never overwritten.
             tags = self._tags(ssm, name) or {}
-            if not _belongs_to(tags, ctx.instance, resource):
+            if not carries_ownership(tags, resource):
                 raise
             self._put(ssm, desired)
             ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=name, Tags=tag_list(resource.tags))
@@ -168,10 +168,3 @@ class SsmParameter(Provider):
                 return
             raise
 
-
-def _belongs_to(tags: Mapping[str, str], instance: str, resource: Resource) -> bool:
-    return (
-        tags.get(TAG_MANAGED_BY) == instance
-        and tags.get(TAG_OWNER) == resource.owner
-        and tags.get(TAG_COMPONENT) == resource.component
-    )

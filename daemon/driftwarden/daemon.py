@@ -383,6 +383,10 @@ class Daemon:
         self._last_pass: dict[str, Any] | None = None
         self._objects: dict[str, ObjectState] = {}
         self._memory = DriftMemory()
+        # The revision whose last pass finished everything (all applied, nothing waiting on AWS,
+        # no place backing off, apply window open): an interval poll that finds this revision
+        # again costs one fetch and nothing else; drift checks run on their own schedule.
+        self._settled_revision: str | None = None
         self._plan_errors: set[str] = set()
         self._plan_warnings: set[str] = set()
         self._window = self.windows.check(datetime.now(UTC))
@@ -495,7 +499,17 @@ class Daemon:
             if self._stopping.is_set():
                 return
             fetched = self._fetch()
-            self._reconcile(trigger)
+            with self._state:
+                in_force = self._in_force
+                idle = (
+                    trigger == "interval"
+                    and in_force is not None
+                    and in_force.revision == self._settled_revision
+                )
+            if idle:
+                self.log.debug("sync.idle", revision=in_force.revision if in_force else None)
+            else:
+                self._reconcile(trigger)
             if fetched and not self._stopping.is_set():
                 with self._state:
                     if not self._ready:
@@ -629,6 +643,16 @@ class Daemon:
             finally:
                 self.metrics.reconcile_duration.labels(trigger=trigger).observe(time.monotonic() - started)
             self._absorb(in_force, result, crashed, trigger, waiting, window, now, time.monotonic() - started)
+            settled = (
+                crashed is None
+                and result is not None
+                and not result.failed
+                and window.open
+                and not waiting
+                and all(outcome.result == "applied" for outcome in result.outcomes)
+            )
+            with self._state:
+                self._settled_revision = in_force.revision if settled else None
 
     def _progress(self, message: str) -> None:
         self.log.debug("apply.progress", message=message.strip())

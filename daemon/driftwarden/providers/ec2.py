@@ -19,20 +19,25 @@ swallows only the not-found codes it is given.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY
+from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
 from .aws import paginate
-from .base import Context, Status, managed_tag_filter, tag_list, tag_map
+from .base import Context, Observed, Status, managed_tag_filter, tag_list, tag_map
+
+T = TypeVar("T")
 
 SERVICE = "ec2"
 
 # AWS's words for a resource that is on its way. EC2 uses lower case throughout.
-_PENDING_STATES = frozenset({"pending", "creating", "modifying", "associating", "attaching", "updating"})
+_PENDING_STATES = frozenset(
+    {"pending", "creating", "modifying", "associating", "attaching", "updating"}
+)
 _FAILED_STATES = frozenset({"failed"})
 _DELETING_STATES = frozenset({"deleting", "disassociating", "detaching", "shutting-down"})
 # Still listed for a while after deletion (NAT gateways: about an hour), but gone for us.
@@ -78,11 +83,39 @@ def describe_managed(
     client = ctx.client(SERVICE)
     all_filters = [*managed_tag_filter(ctx.instance), *(dict(f) for f in filters)]
     if paginated:
-        items: Iterable[dict[str, Any]] = paginate(client, operation, result_key, Filters=all_filters, **params)
+        items: Iterable[dict[str, Any]] = paginate(
+            client, operation, result_key, Filters=all_filters, **params
+        )
     else:
         # Some listings (DescribeAddresses) have no pages: AWS returns everything at once.
         items = getattr(client, operation)(Filters=all_filters, **params).get(result_key, [])
     return [item for item in items if tag_map(item.get("Tags")).get(TAG_MANAGED_BY) == ctx.instance]
+
+
+def first_or_absent(read: Callable[[], list[T]], not_found: Iterable[str]) -> T | None:
+    """The first item `read` returns, or None when there is none or EC2 says it does not exist.
+
+    What every EC2 provider's `refresh` needs: a describe by id answers not-found (rather than
+    an empty list) once the resource is gone.
+    """
+    try:
+        found = read()
+    except ProviderError as exc:
+        if is_absent(exc, not_found):
+            return None
+        raise
+    return found[0] if found else None
+
+
+def update_tags_only(
+    resource: Resource, observed: Observed, changed: list[str], ctx: Context
+) -> Observed:
+    """`update` of a type whose managed fields are all immutable: only its tags can be repaired."""
+    tags = dict(observed.tags)
+    if "tags" in changed:
+        put_tags(ctx, observed.id, resource.tags)
+        tags.update(resource.tags)
+    return dataclasses.replace(observed, tags=tags)
 
 
 def tag_specifications(resource_type: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ engine tries again on a later run, once the gateway is gone.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -20,9 +19,9 @@ from .ec2 import (
     SERVICE,
     absent,
     describe_managed,
-    put_tags,
     remove_ownership_tags,
     tag_specifications,
+    update_tags_only,
 )
 
 _NOT_FOUND = ("InvalidAllocationID.NotFound",)
@@ -46,26 +45,31 @@ class ElasticIpProvider(Provider):
 
     def read(self, ctx: Context) -> list[Observed]:
         # DescribeAddresses has no pages: AWS returns every address of the region at once.
-        return [_observed(a) for a in describe_managed(ctx, "describe_addresses", "Addresses", paginated=False)]
+        return [
+            _observed(a)
+            for a in describe_managed(ctx, "describe_addresses", "Addresses", paginated=False)
+        ]
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         # AllocateAddress takes no client token. An address allocated by an attempt that crashed
         # carries its key in its tags from the first moment, so the next read finds it; a
         # duplicate with the same key would be planned for deletion, never used twice.
         address = ctx.client(SERVICE).allocate_address(
-            Domain=desired["Domain"], TagSpecifications=tag_specifications("elastic-ip", resource.tags)
+            Domain=desired["Domain"],
+            TagSpecifications=tag_specifications("elastic-ip", resource.tags),
         )
         return _observed(address, {**tag_map(address.get("Tags")), **resource.tags})
 
     def update(
-        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+        self,
+        ctx: Context,
+        resource: Resource,
+        desired: Mapping[str, Any],
+        observed: Observed,
+        changed: list[str],
     ) -> Observed:
         # Only tags can change: the domain is immutable and the plan never asks for it.
-        tags = dict(observed.tags)
-        if "tags" in changed:
-            put_tags(ctx, observed.id, resource.tags)
-            tags.update(resource.tags)
-        return dataclasses.replace(observed, tags=tags)
+        return update_tags_only(resource, observed, changed, ctx)
 
     def delete(self, ctx: Context, observed: Observed) -> None:
         with absent(*_NOT_FOUND):

@@ -14,14 +14,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..errors import ProviderError
 from ..graph import Resource
 from .base import Context, Observed, Provider, register, tag_map
 from .ec2 import (
     SERVICE,
     absent,
     describe_managed,
-    is_absent,
+    first_or_absent,
     put_tags,
     remove_ownership_tags,
     tag_specifications,
@@ -48,18 +47,22 @@ class InternetGatewayProvider(Provider):
     }
 
     def read(self, ctx: Context) -> list[Observed]:
-        return [_observed(g) for g in describe_managed(ctx, "describe_internet_gateways", "InternetGateways")]
+        return [
+            _observed(g)
+            for g in describe_managed(ctx, "describe_internet_gateways", "InternetGateways")
+        ]
 
     def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        try:
-            found = describe_managed(
-                ctx, "describe_internet_gateways", "InternetGateways", InternetGatewayIds=[observed.id]
-            )
-        except ProviderError as exc:
-            if is_absent(exc, _NOT_FOUND):
-                return None
-            raise
-        return _observed(found[0]) if found else None
+        found = first_or_absent(
+            lambda: describe_managed(
+                ctx,
+                "describe_internet_gateways",
+                "InternetGateways",
+                InternetGatewayIds=[observed.id],
+            ),
+            _NOT_FOUND,
+        )
+        return _observed(found) if found else None
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         # CreateInternetGateway takes no client token; the key in the tags lets the next read find
@@ -71,10 +74,17 @@ class InternetGatewayProvider(Provider):
         gateway_id = gateway["InternetGatewayId"]
         client.attach_internet_gateway(InternetGatewayId=gateway_id, VpcId=desired["VpcId"])
         tags = {**tag_map(gateway.get("Tags")), **resource.tags}
-        return _observed({**gateway, "Attachments": [{"VpcId": desired["VpcId"], "State": "available"}]}, tags)
+        return _observed(
+            {**gateway, "Attachments": [{"VpcId": desired["VpcId"], "State": "available"}]}, tags
+        )
 
     def update(
-        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+        self,
+        ctx: Context,
+        resource: Resource,
+        desired: Mapping[str, Any],
+        observed: Observed,
+        changed: list[str],
     ) -> Observed:
         fields = dict(observed.fields)
         tags = dict(observed.tags)

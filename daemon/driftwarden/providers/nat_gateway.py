@@ -12,11 +12,9 @@ gone) or touch routes through the gateway (the route table provider owns them).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..errors import ProviderError
 from ..graph import Resource
 from .base import Context, Observed, Provider, register, tag_map
 from .ec2 import (
@@ -25,11 +23,11 @@ from .ec2 import (
     absent,
     client_token,
     describe_managed,
-    is_absent,
-    put_tags,
+    first_or_absent,
     remove_ownership_tags,
     status_of,
     tag_specifications,
+    update_tags_only,
 )
 
 _NOT_FOUND = ("NatGatewayNotFound", "InvalidNatGatewayID.NotFound")
@@ -60,17 +58,15 @@ class NatGatewayProvider(Provider):
         return self._read(ctx)
 
     def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        try:
-            found = self._read(ctx, NatGatewayIds=[observed.id])
-        except ProviderError as exc:
-            if is_absent(exc, _NOT_FOUND):
-                return None
-            raise
-        return found[0] if found else None
+        return first_or_absent(lambda: self._read(ctx, NatGatewayIds=[observed.id]), _NOT_FOUND)
 
     def _read(self, ctx: Context, **params: Any) -> list[Observed]:
         gateways = describe_managed(
-            ctx, "describe_nat_gateways", "NatGateways", filters=[{"Name": "state", "Values": _LIVE_STATES}], **params
+            ctx,
+            "describe_nat_gateways",
+            "NatGateways",
+            filters=[{"Name": "state", "Values": _LIVE_STATES}],
+            **params,
         )
         return [_observed(g) for g in gateways if g.get("State") not in GONE_STATES]
 
@@ -82,10 +78,14 @@ class NatGatewayProvider(Provider):
         if gateway.get("State") in _STALE_STATES:
             # AWS remembers tokens after the gateway is gone: this answer is an earlier gateway,
             # deleted or failed since. Make a new one, under a token that is still deterministic.
-            gateway = self._create(ctx, resource, desired, client_token(token, gateway["NatGatewayId"]))
+            gateway = self._create(
+                ctx, resource, desired, client_token(token, gateway["NatGatewayId"])
+            )
         return _observed(gateway, {**tag_map(gateway.get("Tags")), **resource.tags})
 
-    def _create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any], token: str) -> dict[str, Any]:
+    def _create(
+        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], token: str
+    ) -> dict[str, Any]:
         gateway: dict[str, Any] = ctx.client(SERVICE).create_nat_gateway(
             SubnetId=desired["SubnetId"],
             AllocationId=desired["AllocationId"],
@@ -96,14 +96,15 @@ class NatGatewayProvider(Provider):
         return gateway
 
     def update(
-        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+        self,
+        ctx: Context,
+        resource: Resource,
+        desired: Mapping[str, Any],
+        observed: Observed,
+        changed: list[str],
     ) -> Observed:
         # Only tags can change: subnet and address are immutable and the plan never asks for them.
-        tags = dict(observed.tags)
-        if "tags" in changed:
-            put_tags(ctx, observed.id, resource.tags)
-            tags.update(resource.tags)
-        return dataclasses.replace(observed, tags=tags)
+        return update_tags_only(resource, observed, changed, ctx)
 
     def delete(self, ctx: Context, observed: Observed) -> None:
         # Asynchronous: the gateway reads as "deleting" for a few minutes, then disappears.

@@ -31,6 +31,7 @@ from .ec2 import (
     absent,
     client_token,
     describe_managed,
+    first_or_absent,
     is_absent,
     put_tags,
     remove_ownership_tags,
@@ -103,13 +104,13 @@ class RouteTableProvider(Provider):
         return [_observed(t) for t in describe_managed(ctx, "describe_route_tables", "RouteTables")]
 
     def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        try:
-            found = describe_managed(ctx, "describe_route_tables", "RouteTables", RouteTableIds=[observed.id])
-        except ProviderError as exc:
-            if is_absent(exc, _NOT_FOUND):
-                return None
-            raise
-        return _observed(found[0]) if found else None
+        found = first_or_absent(
+            lambda: describe_managed(
+                ctx, "describe_route_tables", "RouteTables", RouteTableIds=[observed.id]
+            ),
+            _NOT_FOUND,
+        )
+        return _observed(found) if found else None
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         # The token makes a retried request (lost response, crash) return the first table; the
@@ -124,11 +125,20 @@ class RouteTableProvider(Provider):
         # converge from what it has rather than assume it is empty.
         _sync_routes(ctx, table_id, _routes(table), desired["Routes"])
         _sync_subnets(ctx, table_id, _associations(table), desired["SubnetIds"])
-        fields = {"VpcId": table["VpcId"], "Routes": tuple(desired["Routes"]), "SubnetIds": tuple(desired["SubnetIds"])}
+        fields = {
+            "VpcId": table["VpcId"],
+            "Routes": tuple(desired["Routes"]),
+            "SubnetIds": tuple(desired["SubnetIds"]),
+        }
         return _observed(table, {**tag_map(table.get("Tags")), **resource.tags}, fields)
 
     def update(
-        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+        self,
+        ctx: Context,
+        resource: Resource,
+        desired: Mapping[str, Any],
+        observed: Observed,
+        changed: list[str],
     ) -> Observed:
         fields = dict(observed.fields)
         tags = dict(observed.tags)
@@ -193,7 +203,9 @@ def _routes(table: Mapping[str, Any]) -> tuple[dict[str, str], ...]:
 
 
 def _sorted_routes(routes: Iterable[Mapping[str, Any]]) -> tuple[dict[str, Any], ...]:
-    return tuple(sorted((dict(r) for r in routes), key=lambda r: str(r.get("DestinationCidrBlock"))))
+    return tuple(
+        sorted((dict(r) for r in routes), key=lambda r: str(r.get("DestinationCidrBlock")))
+    )
 
 
 def _associations(table: Mapping[str, Any]) -> dict[str, str]:
@@ -201,13 +213,18 @@ def _associations(table: Mapping[str, Any]) -> dict[str, str]:
     return {
         a["SubnetId"]: a["RouteTableAssociationId"]
         for a in table.get("Associations", [])
-        if a.get("SubnetId") and not a.get("Main")
-        and a.get("AssociationState", {}).get("State", "associated") in ("associated", "associating")
+        if a.get("SubnetId")
+        and not a.get("Main")
+        and a.get("AssociationState", {}).get("State", "associated")
+        in ("associated", "associating")
     }
 
 
 def _sync_routes(
-    ctx: Context, table_id: str, have: Iterable[Mapping[str, Any]], want: Iterable[Mapping[str, Any]]
+    ctx: Context,
+    table_id: str,
+    have: Iterable[Mapping[str, Any]],
+    want: Iterable[Mapping[str, Any]],
 ) -> None:
     client = ctx.client(SERVICE)
     current = {r["DestinationCidrBlock"]: dict(r) for r in have}
@@ -224,7 +241,9 @@ def _sync_routes(
             client.delete_route(RouteTableId=table_id, DestinationCidrBlock=destination)
 
 
-def _sync_subnets(ctx: Context, table_id: str, have: Mapping[str, str], want: Iterable[str]) -> None:
+def _sync_subnets(
+    ctx: Context, table_id: str, have: Mapping[str, str], want: Iterable[str]
+) -> None:
     client = ctx.client(SERVICE)
     wanted = set(want)
     for subnet_id in sorted(set(have) - wanted):
@@ -243,17 +262,24 @@ def _sync_subnets(ctx: Context, table_id: str, have: Mapping[str, str], want: It
             elsewhere.update({s: a for s, a in _associations(table).items() if s in missing})
     for subnet_id in missing:
         if subnet_id in elsewhere:
-            client.replace_route_table_association(AssociationId=elsewhere[subnet_id], RouteTableId=table_id)
+            client.replace_route_table_association(
+                AssociationId=elsewhere[subnet_id], RouteTableId=table_id
+            )
         else:
             client.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)
 
 
-def _observed(table: Mapping[str, Any], tags: Mapping[str, str] | None = None,
-              fields: Mapping[str, Any] | None = None) -> Observed:
+def _observed(
+    table: Mapping[str, Any],
+    tags: Mapping[str, str] | None = None,
+    fields: Mapping[str, Any] | None = None,
+) -> Observed:
     return Observed(
         type=RouteTableProvider.type,
         id=table["RouteTableId"],
-        fields=dict(fields) if fields is not None else {
+        fields=dict(fields)
+        if fields is not None
+        else {
             "VpcId": table["VpcId"],
             "Routes": _routes(table),
             "SubnetIds": tuple(sorted(_associations(table))),

@@ -26,7 +26,7 @@ from .ec2 import (
     SERVICE,
     absent,
     describe_managed,
-    is_absent,
+    first_or_absent,
     put_tags,
     remove_ownership_tags,
     tag_specifications,
@@ -53,7 +53,11 @@ class SecurityGroupProvider(Provider):
             "ec2:AuthorizeSecurityGroupIngress",
             "ec2:DescribeSecurityGroups",
         ),
-        "update": ("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:CreateTags"),
+        "update": (
+            "ec2:AuthorizeSecurityGroupIngress",
+            "ec2:RevokeSecurityGroupIngress",
+            "ec2:CreateTags",
+        ),
         "delete": ("ec2:DeleteSecurityGroup",),
         "untag": ("ec2:DeleteTags",),
     }
@@ -64,16 +68,19 @@ class SecurityGroupProvider(Provider):
     }
 
     def read(self, ctx: Context) -> list[Observed]:
-        return [_observed(g) for g in describe_managed(ctx, "describe_security_groups", "SecurityGroups")]
+        return [
+            _observed(g)
+            for g in describe_managed(ctx, "describe_security_groups", "SecurityGroups")
+        ]
 
     def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        try:
-            found = describe_managed(ctx, "describe_security_groups", "SecurityGroups", GroupIds=[observed.id])
-        except ProviderError as exc:
-            if is_absent(exc, _NOT_FOUND):
-                return None
-            raise
-        return _observed(found[0]) if found else None
+        found = first_or_absent(
+            lambda: describe_managed(
+                ctx, "describe_security_groups", "SecurityGroups", GroupIds=[observed.id]
+            ),
+            _NOT_FOUND,
+        )
+        return _observed(found) if found else None
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         client = ctx.client(SERVICE)
@@ -106,7 +113,12 @@ class SecurityGroupProvider(Provider):
         )
 
     def update(
-        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+        self,
+        ctx: Context,
+        resource: Resource,
+        desired: Mapping[str, Any],
+        observed: Observed,
+        changed: list[str],
     ) -> Observed:
         fields = dict(observed.fields)
         tags = dict(observed.tags)
@@ -140,7 +152,9 @@ def _self_rule(group_id: str) -> list[dict[str, Any]]:
 
 def _allow_self(ctx: Context, group_id: str) -> None:
     with absent(*_RULE_EXISTS):
-        ctx.client(SERVICE).authorize_security_group_ingress(GroupId=group_id, IpPermissions=_self_rule(group_id))
+        ctx.client(SERVICE).authorize_security_group_ingress(
+            GroupId=group_id, IpPermissions=_self_rule(group_id)
+        )
 
 
 def _own_duplicate(ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> str | None:

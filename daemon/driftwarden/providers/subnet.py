@@ -20,14 +20,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..errors import ProviderError
 from ..graph import Resource
 from .base import Context, Observed, Provider, register, tag_map
 from .ec2 import (
     SERVICE,
     absent,
     describe_managed,
-    is_absent,
+    first_or_absent,
     put_tags,
     remove_ownership_tags,
     remove_tags,
@@ -63,13 +62,11 @@ class SubnetProvider(Provider):
         return [_observed(s) for s in describe_managed(ctx, "describe_subnets", "Subnets")]
 
     def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        try:
-            found = describe_managed(ctx, "describe_subnets", "Subnets", SubnetIds=[observed.id])
-        except ProviderError as exc:
-            if is_absent(exc, _NOT_FOUND):
-                return None
-            raise
-        return _observed(found[0]) if found else None
+        found = first_or_absent(
+            lambda: describe_managed(ctx, "describe_subnets", "Subnets", SubnetIds=[observed.id]),
+            _NOT_FOUND,
+        )
+        return _observed(found) if found else None
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         # CreateSubnet takes no client token; the key in the tags lets the next read find a
@@ -91,7 +88,12 @@ class SubnetProvider(Provider):
         return _observed(subnet, {**tag_map(subnet.get("Tags")), **tags})
 
     def update(
-        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+        self,
+        ctx: Context,
+        resource: Resource,
+        desired: Mapping[str, Any],
+        observed: Observed,
+        changed: list[str],
     ) -> Observed:
         fields = dict(observed.fields)
         tags = dict(observed.tags)
@@ -133,7 +135,9 @@ def role_tag(tags: Mapping[str, str]) -> str | None:
 
 
 def _map_public_ip(ctx: Context, subnet_id: str, value: bool) -> None:
-    ctx.client(SERVICE).modify_subnet_attribute(SubnetId=subnet_id, MapPublicIpOnLaunch={"Value": value})
+    ctx.client(SERVICE).modify_subnet_attribute(
+        SubnetId=subnet_id, MapPublicIpOnLaunch={"Value": value}
+    )
 
 
 def _observed(subnet: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Observed:

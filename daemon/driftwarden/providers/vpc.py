@@ -23,6 +23,7 @@ from .ec2 import (
     SERVICE,
     absent,
     describe_managed,
+    first_or_absent,
     is_absent,
     put_tags,
     remove_ownership_tags,
@@ -59,13 +60,7 @@ class VpcProvider(Provider):
         return self._read(ctx)
 
     def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        try:
-            found = self._read(ctx, VpcIds=[observed.id])
-        except ProviderError as exc:
-            if is_absent(exc, _NOT_FOUND):
-                return None
-            raise
-        return found[0] if found else None
+        return first_or_absent(lambda: self._read(ctx, VpcIds=[observed.id]), _NOT_FOUND)
 
     def _read(self, ctx: Context, **params: Any) -> list[Observed]:
         client = ctx.client(SERVICE)
@@ -77,7 +72,9 @@ class VpcProvider(Provider):
                 # one attribute. That is two calls per VPC, i.e. per cluster, not per resource.
                 dns = {
                     name: bool(
-                        client.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[name]["Value"]
+                        client.describe_vpc_attribute(VpcId=vpc_id, Attribute=attribute)[name][
+                            "Value"
+                        ]
                     )
                     for name, attribute in _ATTRIBUTES.items()
                 }
@@ -94,7 +91,8 @@ class VpcProvider(Provider):
         # and a second one with the same key would be planned for deletion.
         client = ctx.client(SERVICE)
         vpc = client.create_vpc(
-            CidrBlock=desired["CidrBlock"], TagSpecifications=tag_specifications("vpc", resource.tags)
+            CidrBlock=desired["CidrBlock"],
+            TagSpecifications=tag_specifications("vpc", resource.tags),
         )["Vpc"]
         dns = dict(_AWS_DEFAULTS)
         for name in _ATTRIBUTES:
@@ -105,7 +103,12 @@ class VpcProvider(Provider):
         return _observed(vpc, dns, {**tag_map(vpc.get("Tags")), **resource.tags})
 
     def update(
-        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+        self,
+        ctx: Context,
+        resource: Resource,
+        desired: Mapping[str, Any],
+        observed: Observed,
+        changed: list[str],
     ) -> Observed:
         fields = dict(observed.fields)
         tags = dict(observed.tags)
@@ -130,7 +133,9 @@ def _modify(ctx: Context, vpc_id: str, name: str, value: bool) -> None:
     ctx.client(SERVICE).modify_vpc_attribute(VpcId=vpc_id, **{name: {"Value": value}})
 
 
-def _observed(vpc: Mapping[str, Any], dns: Mapping[str, bool], tags: Mapping[str, str] | None = None) -> Observed:
+def _observed(
+    vpc: Mapping[str, Any], dns: Mapping[str, bool], tags: Mapping[str, str] | None = None
+) -> Observed:
     state = vpc.get("State", "")
     return Observed(
         type=VpcProvider.type,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -389,13 +388,11 @@ def _manifest_root(args: argparse.Namespace) -> Path:
     return root
 
 
-def directory_revision(files: Sequence[str]) -> str:
-    """A content hash standing in for a Git revision when the source is a plain directory."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0")
-        digest.update(Path(name).read_bytes())
-    return "dir:" + digest.hexdigest()[:12]
+def _revision_of(root: Path, files: Sequence[str]) -> str:
+    """The revision of a plain directory, computed as the daemon's directory source does."""
+    from .source import directory_revision
+
+    return directory_revision({os.path.relpath(name, root): Path(name).read_bytes() for name in files})
 
 
 @contextlib.contextmanager
@@ -429,7 +426,7 @@ def _validated(args: argparse.Namespace) -> tuple[ValidationResult, str] | None:
         return None
     for warning in result.warnings:
         print(str(warning), file=sys.stderr)
-    return result, directory_revision(result.files)
+    return result, _revision_of(root, result.files)
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:

@@ -56,7 +56,8 @@ What is measured, for each size N (default 1, 10 and 100 Clusters, each with 3 D
 
 Targets (from the issue), printed next to the numbers and never asserted: a no-change plan
 costs O(resource types x accounts x regions) list/describe calls plus the per-cluster EKS reads
-that AWS offers no batch for (not one call per resource); a no-change plan of 100 Clusters
+that AWS offers no batch for (and the per-cluster VPC DNS attributes, for the same reason),
+not one call per resource; a no-change plan of 100 Clusters
 finishes in <= 10 s against the sandbox.
 
 The sandbox answers from the same process and the same two cores: its CPU time is part of
@@ -127,15 +128,16 @@ APPLY_SETTINGS = ApplySettings(wait=True, poll_seconds=0.01, max_workers=8)
 # place means it is not a (paginated) listing but one call per resource.
 PAGES_PER_PLACE_ALLOWED = 2
 # EKS has no batch describe and no tag filter: these reads are one per cluster / node group.
+# EC2 has no batch read of VPC attributes: the two DNS attributes are read per cluster VPC.
 EKS_PER_CLUSTER = frozenset({("eks", "DescribeCluster"), ("eks", "ListNodegroups")})
+VPC_PER_CLUSTER = frozenset({("ec2", "DescribeVpcAttribute")})
 EKS_PER_NODEGROUP = frozenset({("eks", "DescribeNodegroup")})
 # Calls that are made once per account: credentials, and IAM (a global service).
 PER_ACCOUNT_SERVICES = frozenset({"sts", "iam"})
 # Why a known read grows with resources (shown next to its count).
 PER_RESOURCE_NOTES: Final[Mapping[tuple[str, str], str]] = {
-    ("ec2", "DescribeVpcAttribute"): "2 per VPC: EC2 has no batch read of VPC attributes",
-    ("ssm", "ListTagsForResource"): "1 per parameter: tags read one at a time",
-    ("rds", "ListTagsForResource"): "1 per DB subnet group: DescribeDBSubnetGroups returns no tags",
+    ("ssm", "ListTagsForResource"): "1 per parameter the tagging index does not list (yet)",
+    ("rds", "ListTagsForResource"): "1 per DB subnet group the tagging index does not list (yet)",
 }
 # The environment variable a generated Deployment reads a secret from (sandbox: any value).
 SECRET_ENV = "DW_BENCH_API_TOKEN"
@@ -496,6 +498,9 @@ def classify(calls: Mapping[tuple[str, str], int], shape: Shape) -> tuple[ReadBr
         if key in EKS_PER_CLUSTER:
             eks += count
             labels[key] = f"per EKS cluster ({count / max(shape.clusters, 1):.2g}/cluster)"
+        elif key in VPC_PER_CLUSTER:
+            eks += count
+            labels[key] = f"per cluster VPC ({count / max(shape.clusters, 1):.2g}/cluster: EC2 has no batch read)"
         elif key in EKS_PER_NODEGROUP:
             eks += count
             labels[key] = f"per EKS node group ({count / max(shape.nodegroups, 1):.2g}/group)"
@@ -745,11 +750,12 @@ def print_size(size: SizeResult, providers: Mapping[str, Provider]) -> None:
         print(f"  no changes, no errors ({unchanged} resources unchanged)")
     reads, labels = classify(plan.calls, shape)
     types, regional, global_ = listing_units(providers, shape)
-    print(f"  list/describe calls excl. per-cluster EKS: {reads.excluding_eks} for {types} types x "
+    print(f"  list/describe calls excl. per-cluster reads: {reads.excluding_eks} for {types} types x "
           f"{shape.accounts} account(s) x {shape.regions} region(s): {reads.listings} listings "
           f"(one per type and place would be {regional} regional + {global_} global; the rest are "
           f"AssumeRole, further pages and repeated listings) + {reads.per_resource} per-resource reads; "
-          f"EKS per-cluster reads: {reads.eks_per_cluster} ({shape.clusters} clusters, {shape.nodegroups} node groups)")
+          f"per-cluster reads (EKS, VPC attributes): {reads.eks_per_cluster} ({shape.clusters} clusters, "
+          f"{shape.nodegroups} node groups)")
     if reads.growing:
         worst = ", ".join(f"{s}:{o} {n}" for (s, o), n in sorted(reads.growing.items(), key=lambda kv: -kv[1]))
         print(f"  WARNING: calls growing with the number of resources: {worst}")
@@ -772,7 +778,7 @@ def print_size(size: SizeResult, providers: Mapping[str, Provider]) -> None:
 
 def print_table(results: Sequence[SizeResult]) -> None:
     header = ("clusters", "resources", "apply s", "apply calls", "plan s", "plan s range", "plan GC s", "plan calls",
-              "warm plan s", "reads excl. EKS", "listings", "per-resource", "EKS reads", "peak RSS MiB")
+              "warm plan s", "reads excl. per-cluster", "listings", "per-resource", "per-cluster reads", "peak RSS MiB")
     rows = []
     for r in results:
         rows.append((
@@ -796,10 +802,10 @@ def print_table(results: Sequence[SizeResult]) -> None:
     print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
-    print("(plan calls = listings + per-resource + EKS reads. listings: STS and IAM per account, one "
+    print("(plan calls = listings + per-resource + per-cluster reads. listings: STS and IAM per account, one "
           "paginated listing per type and place, so they follow places, not resources; per-resource: "
-          "reads made once per resource outside EKS, target 0; EKS reads: per cluster and node group, "
-          "which AWS offers no batch for)")
+          "reads made once per resource, target 0; per-cluster reads: EKS per cluster and node group, and the "
+          "two DNS attributes of each cluster VPC, which AWS offers no batch for)")
     print("\ntargets (printed, never asserted):")
     largest = max(results, key=lambda r: r.shape.clusters)
     at_target = [r for r in results if r.shape.clusters == PLAN_TARGET_CLUSTERS]
@@ -816,7 +822,7 @@ def print_table(results: Sequence[SizeResult]) -> None:
     verdict = "met" if not growing else "MISSED"
     detail = ", ".join(f"{s}:{o}" for s, o in sorted(growing)) or "none"
     per_resource = ", ".join(f"{r.reads.per_resource} of {r.plan.total_calls}" for r in results)
-    print(f"  read calls independent of resource count (excl. per-cluster EKS): per-resource reads "
+    print(f"  read calls independent of resource count (excl. per-cluster reads): per-resource reads "
           f"{per_resource} plan calls; operations: {detail} -> {verdict}")
     empty = all(not plan_problems(r.plan.result) for r in results)
     print(f"  plan right after apply is empty: {'met' if empty else 'MISSED'}")

@@ -11,7 +11,7 @@ import pytest
 
 from driftwarden.apply import ApplySettings
 from driftwarden.graph import build_graph
-from driftwarden.providers.aws import CountingObserver
+from driftwarden.providers.aws import CountingObserver, iam_action
 from driftwarden.reconcile import ReconcileSettings, apply_once, plan_once, sandbox_secret_resolver
 from driftwarden.sandbox import seed_existing
 from driftwarden.validation import validate_paths
@@ -333,9 +333,6 @@ def test_no_wait_returns_and_a_later_run_finishes_without_duplicates(platform, a
     assert run_plan(platform, aws.sessions()).plan.changes == []
 
 
-IAM_PREFIX = {"service-quotas": "servicequotas"}
-
-
 def test_every_aws_call_of_a_full_lifecycle_is_declared_for_iam_policy(platform, aws):
     """Create, repair drift and prune with Delete: every call made is an action iam-policy grants."""
     from driftwarden import preflight
@@ -362,9 +359,42 @@ def test_every_aws_call_of_a_full_lifecycle_is_declared_for_iam_policy(platform,
     assert_all_applied(run_apply(platform, aws.sessions(observer), settings=ReconcileSettings(prune=True, apply=FAST)))
 
     called = {
-        f"{IAM_PREFIX.get(service, service)}:{operation}"
+        iam_action(service, operation)
         for (service, operation, result), _n in observer.calls.items()
         if result != "retried" and (service, operation) != ("sts", "AssumeRole")
     }
     assert {"ssm:DeleteParameter", "ssm:PutParameter", "ec2:CreateVpc"} <= called
     assert sorted(called - declared) == []
+
+
+def test_tags_from_a_stale_tagging_index_are_confirmed_before_the_plan_acts(platform, aws, monkeypatch):
+    """A no-change plan reads tags from the index; where the index is behind, each doubtful resource is re-read once."""
+    from driftwarden.providers import tagging
+
+    assert_all_applied(run_apply(platform, aws.sessions()))
+    observer = CountingObserver()
+    steady = run_plan(platform, aws.sessions(observer))
+    assert steady.plan is not None and steady.plan.changes == []
+    assert observer.count(operation="ListTagsForResource") == 0  # tags came from the index only
+    indexed = observer.count(service="resourcegroupstaggingapi", operation="GetResources")
+    assert indexed > 0
+
+    # The index lags behind a tag change just made by an apply: it still shows an older value.
+    real = tagging.tags_by_arn
+    monkeypatch.setattr(tagging, "tags_by_arn", lambda ctx, resource_type: {
+        arn: {**tags, "cost-center": "0000"} for arn, tags in real(ctx, resource_type).items()})
+    observer = CountingObserver()
+    behind = run_plan(platform, aws.sessions(observer))
+    assert behind.plan is not None and (behind.plan.changes, behind.plan.held, behind.plan.errors) == ([], [], [])
+    stale = [o for o in steady.observation.resources if o.type in ("ssm.parameter", "rds.db-subnet-group")
+             and "cost-center" in o.tags]
+    assert stale and observer.count(operation="ListTagsForResource") == len(stale)
+
+    # Real drift stays drift once confirmed.
+    ssm = aws.account_client(PROD, "ssm", "eu-west-1")
+    ssm.remove_tags_from_resource(ResourceType="Parameter", ResourceId="/driftwarden/prod-euw1/warehouse-etl/configuration",
+                                  TagKeys=["cost-center"])
+    drifted = run_plan(platform, aws.sessions())
+    assert drifted.plan is not None
+    assert [(c.action, c.key, [d.path for d in c.diff]) for c in drifted.plan.changes] == [
+        ("update", "Deployment/warehouse-etl/ssm-parameter/configuration", ["tags.cost-center"])]

@@ -121,3 +121,62 @@ def _read(sessions: AwsSessions, place: Place, provider: Provider, instance: str
             raise
         raise mapped from exc
     return [dataclasses.replace(item, account=place.account.id, region=place.region) for item in found]
+
+
+def confirm(
+    sessions: AwsSessions,
+    places: Sequence[Place],
+    observation: Observation,
+    doubtful: Iterable[Observed],
+    instance: str,
+    *,
+    providers: Mapping[str, Provider] = REGISTRY,
+    max_workers: int = 8,
+) -> Observation:
+    """`observation` with every unconfirmed resource of `doubtful` read again, authoritatively.
+
+    Tags read from the tagging index (providers/tagging.py) can be minutes old. Before the plan
+    acts on such a resource, or reports it as drifted, the provider's own per-resource read
+    (`refresh`) decides: the plan is then made again from what it says. A resource that is gone,
+    or no longer ours, drops out; a place whose re-read fails is reported like a failed read.
+    """
+    targets = {id(item): item for item in doubtful if not item.confirmed}
+    if not targets:
+        return observation
+    by_place = {(place.account.id, place.region): place for place in places}
+
+    def reread(item: Observed) -> Observed | None:
+        place = by_place[(item.account, item.region)]
+        ctx = context_for(sessions, place.account, place.region, instance)
+        provider = providers[item.type]
+        try:
+            fresh = provider.refresh(ctx, item)
+        except Exception as exc:
+            mapped = as_provider_error(exc, service=provider.service, account=account_ref(place.account),
+                                       region=place.region)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        if fresh is None or not fresh.managed_by(instance):
+            return None
+        return dataclasses.replace(fresh, account=item.account, region=item.region, confirmed=True)
+
+    result = Observation(errors=list(observation.errors))
+    fresh_by_id: dict[int, Observed | None] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="confirm") as pool:
+        futures = {pool.submit(reread, item): key for key, item in targets.items()}
+        for future in concurrent.futures.as_completed(futures):
+            key = futures[future]
+            item = targets[key]
+            try:
+                fresh_by_id[key] = future.result()
+            except ProviderError as exc:
+                result.errors.append(PlaceError(item.account, item.region, item.type, str(exc), exc.retryable))
+                fresh_by_id[key] = item
+    for item in observation.resources:
+        if id(item) not in fresh_by_id:
+            result.resources.append(item)
+        elif (fresh := fresh_by_id[id(item)]) is not None:
+            result.resources.append(fresh)
+    result.resources.sort(key=lambda o: (o.key or "", o.id))
+    return result

@@ -21,7 +21,7 @@ from .apply import Applier, ApplySettings, Outcome, Progress
 from .errors import DriftwardenError, ProviderError
 from .graph import DEFAULT_INSTANCE, Resource, build_graph
 from .model import Account, SecretSource
-from .observe import Observation, Place, context_for, observe, places_of
+from .observe import Observation, Place, confirm, context_for, observe, places_of
 from .plan import Plan, PlanError, make_plan
 from .preflight import check_cluster
 from .providers.aws import AwsSessions
@@ -148,20 +148,29 @@ def plan_once(
     resources, secret_errors = _with_secret_hashes(resources, resolve_secret)
     places: list[Place] = places_of(resources)
     observation = observe(sessions, places, settings.instance)
-    failed_places = observation.failed_places()
-    # Objects in a place we could not read are left out of the plan: acting on half a
-    # picture could create duplicates. They are reported as errors instead.
-    readable = [r for r in resources if r.place not in failed_places]
     declared = {f"Cluster/{c.name}" for c in validation.clusters} | {f"Deployment/{d.name}" for d in validation.deployments}
-    plan = make_plan(
-        readable,
-        [o for o in observation.resources if (o.account, o.region) not in failed_places],
-        revision=revision,
-        declared_owners=declared,
-        prune=settings.prune,
-        prune_limit=settings.prune_limit,
-        revision_valid=validation.valid,
-    )
+
+    def planned(observation: Observation) -> Plan:
+        failed_places = observation.failed_places()
+        # Objects in a place we could not read are left out of the plan: acting on half a
+        # picture could create duplicates. They are reported as errors instead.
+        return make_plan(
+            [r for r in resources if r.place not in failed_places],
+            [o for o in observation.resources if (o.account, o.region) not in failed_places],
+            revision=revision,
+            declared_owners=declared,
+            prune=settings.prune,
+            prune_limit=settings.prune_limit,
+            revision_valid=validation.valid,
+        )
+
+    plan = planned(observation)
+    # Tags from the eventually consistent tagging index are checked before anything is done
+    # (or reported as drift) on their account; an empty plan needs no second look.
+    doubtful = [c.observed for c in (*plan.changes, *plan.held) if c.observed is not None and not c.observed.confirmed]
+    if doubtful:
+        observation = confirm(sessions, places, observation, doubtful, settings.instance)
+        plan = planned(observation)
     _preflight(plan, validation, sessions, settings.instance)
     plan.errors.extend(secret_errors)
     secret_failed = {e.key for e in secret_errors}

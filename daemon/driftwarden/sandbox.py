@@ -109,6 +109,7 @@ class Sandbox:
         # Thousands of default AMIs per account and region are parsed on first use otherwise;
         # nothing driftwarden manages uses them.
         os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+        _index_db_subnet_groups()
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
@@ -160,6 +161,29 @@ class Sandbox:
     def reset(self) -> None:
         """Forget every simulated resource (in every account and region)."""
         reset_moto(self.endpoint_url)
+
+
+def _index_db_subnet_groups() -> None:
+    """Make moto's Resource Groups Tagging API list DB subnet groups, as AWS's does (`rds:subgrp`).
+
+    moto 5 indexes RDS instances, clusters, snapshots and proxies but not subnet groups;
+    driftwarden reads their tags from that index (providers/tagging.py). Idempotent.
+    """
+    from moto.core.resource_tagging import TaggedResource
+    from moto.rds.models import RDSBackend
+
+    listed = RDSBackend.iter_tagged_resources
+    if getattr(listed, "indexes_subnet_groups", False):
+        return
+
+    def iter_tagged_resources(self: Any) -> Iterator[Any]:
+        yield from listed(self)
+        for group in self.subnet_groups.values():
+            tags = {tag["Key"]: tag["Value"] for tag in group.get_tags()}
+            yield TaggedResource(arn=group.arn, tags=tags, resource_type="rds:subgrp")
+
+    iter_tagged_resources.indexes_subnet_groups = True  # type: ignore[attr-defined]
+    RDSBackend.iter_tagged_resources = iter_tagged_resources  # type: ignore[method-assign]
 
 
 def reset_moto(endpoint_url: str) -> None:

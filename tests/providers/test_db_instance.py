@@ -28,6 +28,7 @@ from test_db_subnet_group import (
 from driftwarden.errors import PermanentProviderError
 from driftwarden.graph import OWNERSHIP_TAGS
 from driftwarden.plan import diff_fields, make_plan
+from driftwarden.providers.aws import iam_action
 from driftwarden.providers.db_instance import (
     DEFAULT_APPLY_IMMEDIATELY,
     RunningVersion,
@@ -403,7 +404,7 @@ def test_every_call_the_rds_providers_make_is_declared_in_their_permissions(aws,
     undeclared: dict[str, set[str]] = {}
 
     def check(component: str, operation: str) -> None:
-        made = {f"{service}:{name}" for service, name, _ in world.observer.calls} - {"sts:AssumeRole"}
+        made = {iam_action(service, name) for service, name, _ in world.observer.calls} - {"sts:AssumeRole"}
         world.observer.reset()
         extra = made - set(world.provider(component).permissions[operation])
         if extra:

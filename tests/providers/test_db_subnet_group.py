@@ -352,8 +352,8 @@ def test_group_without_our_managed_by_tag_is_never_read(meta, instance):
     assert [o.id for o in meta.provider("db-subnet-group").read(meta.ctx)] == [NAME]
 
 
-def test_groups_without_our_name_prefix_cost_no_tag_read(meta):
-    """Groups not named driftwarden-* are skipped before their tags are fetched: one tag read per candidate only."""
+def test_groups_are_read_with_one_tag_index_page_and_no_per_group_tag_read(meta):
+    """Tags come from one tagging-index page; groups not named driftwarden-* are never ours, even tagged so."""
     for name in ("default-vpc-group", "analytics"):
         meta.rds.create_db_subnet_group(
             DBSubnetGroupName=name, DBSubnetGroupDescription="another team's",
@@ -362,5 +362,23 @@ def test_groups_without_our_name_prefix_cost_no_tag_read(meta):
             Tags=[{"Key": TAG_MANAGED_BY, "Value": INSTANCE}],
         )
     meta.observer.reset()
-    assert [o.id for o in meta.provider("db-subnet-group").read(meta.ctx)] == [NAME]
+    (found,) = meta.provider("db-subnet-group").read(meta.ctx)
+    assert found.id == NAME and found.tags == meta.observed["db-subnet-group"].tags
+    assert meta.observer.count(operation="GetResources") == 1
+    assert meta.observer.count(operation="ListTagsForResource") == 0
+    assert not found.confirmed  # index tags may be minutes old: the engine re-reads before acting
+
+
+def test_a_group_the_index_does_not_list_yet_is_asked_for_its_tags(meta, monkeypatch):
+    """Until the tagging index lists a new group, its tags come from ListTagsForResource: one call for ours only."""
+    from driftwarden.providers import tagging
+
+    meta.rds.create_db_subnet_group(
+        DBSubnetGroupName="analytics", DBSubnetGroupDescription="another team's",
+        SubnetIds=[meta.id_of("subnet/private-a"), meta.id_of("subnet/private-b")],
+    )
+    monkeypatch.setattr(tagging, "tags_by_arn", lambda ctx, resource_type: {})
+    meta.observer.reset()
+    (found,) = meta.provider("db-subnet-group").read(meta.ctx)
+    assert found.id == NAME and found.confirmed
     assert meta.observer.count(operation="ListTagsForResource") == 1

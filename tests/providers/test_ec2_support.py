@@ -28,7 +28,7 @@ from driftwarden.providers import (  # noqa: F401
     subnet,
     vpc,
 )
-from driftwarden.providers.aws import CountingObserver
+from driftwarden.providers.aws import CountingObserver, iam_action
 from driftwarden.providers.base import REGISTRY, Observed, Provider
 from driftwarden.providers.ec2 import absent, client_token, is_absent, status_of
 from driftwarden.validation import validate_documents
@@ -253,7 +253,7 @@ NETWORK = (
 
 def _calls(net: Network) -> set[str]:
     """IAM actions of the calls made since the last reset (assuming the role is not ours to declare)."""
-    made = {f"{service}:{operation}" for service, operation, _ in net.observer.calls}
+    made = {iam_action(service, operation) for service, operation, _ in net.observer.calls}
     net.observer.reset()
     return made - {"sts:AssumeRole"}
 

@@ -106,8 +106,8 @@ def test_created_parameter_reads_back_without_diff_and_a_second_read_changes_not
     assert observer.mutating_calls() == 0
 
 
-def test_values_are_read_ten_names_per_call(ctx, resource):
-    """Twelve parameters cost two GetParameters calls, not twelve; tags are the one per-parameter read."""
+def test_values_are_read_ten_names_per_call_and_tags_from_the_index(ctx, resource):
+    """Twelve parameters cost two GetParameters calls and one tagging-index page, not one call each."""
     copies = [
         dataclasses.replace(resource, key=f"{resource.key}-{i}", component=f"ssm-parameter/copy-{i}",
                             tags={**resource.tags, "driftwarden:component": f"ssm-parameter/copy-{i}"},
@@ -116,16 +116,34 @@ def test_values_are_read_ten_names_per_call(ctx, resource):
     ]
     for copy in copies:
         provider.create(ctx, copy, desired(copy))
-    client = ctx.client("ssm")  # the same cached client the provider uses
     calls: list[str] = []
-    client.meta.events.register("before-call.ssm.*", lambda model, **_: calls.append(model.name))
+    for service in ("ssm", "resourcegroupstaggingapi"):  # the same cached clients the provider uses
+        ctx.client(service).meta.events.register(f"before-call.{service}.*",
+                                                 lambda model, **_: calls.append(model.name))
 
     found = provider.read(ctx)
 
     assert sorted(o.id for o in found) == sorted(c.desired["Name"] for c in copies)
+    assert {o.id: o.tags for o in found} == {c.desired["Name"]: c.tags for c in copies}
     assert calls.count("GetParameters") == 2
-    assert calls.count("ListTagsForResource") == 12
-    assert set(calls) == {"DescribeParameters", "GetParameters", "ListTagsForResource"}
+    assert calls.count("GetResources") == 1
+    assert "ListTagsForResource" not in calls
+    # Index tags may be minutes old: the engine re-reads before acting on them.
+    assert not any(o.confirmed for o in found)
+    (fresh,) = [provider.refresh(ctx, found[0])]
+    assert fresh is not None and fresh.confirmed and fresh.tags == found[0].tags
+
+
+def test_a_parameter_the_index_does_not_list_yet_is_asked_for_its_tags(ctx, resource, monkeypatch):
+    """Until the tagging index lists a new parameter, its tags come from ListTagsForResource."""
+    from driftwarden.providers import tagging
+
+    provider.create(ctx, resource, desired(resource))
+    monkeypatch.setattr(tagging, "tags_by_arn", lambda ctx, resource_type: {})
+
+    (found,) = provider.read(ctx)
+
+    assert found.confirmed and found.tags == resource.tags
 
 
 def test_value_changed_out_of_band_is_seen_and_repaired(ctx, resource, ssm):

@@ -128,6 +128,15 @@ _READ_ONLY_PREFIXES: Final = ("Describe", "List", "Get", "Head", "Lookup")
 _NON_MUTATING_CALLS: Final = frozenset({("sts", "AssumeRole")})
 
 
+# botocore's service names that differ from the prefix of IAM actions.
+_IAM_PREFIXES: Final = {"resourcegroupstaggingapi": "tag", "service-quotas": "servicequotas"}
+
+
+def iam_action(service: str, operation: str) -> str:
+    """The IAM action that authorises a call: (``resourcegroupstaggingapi``, ``GetResources``) -> ``tag:GetResources``."""
+    return f"{_IAM_PREFIXES.get(service, service)}:{operation}"
+
+
 def is_mutating(service: str, operation: str) -> bool:
     """Whether an operation (e.g. ``CreateVpc``) can change AWS state."""
     if (service, operation) in _NON_MUTATING_CALLS:

@@ -47,6 +47,10 @@ class Observed:
     # Where it lives; filled in by the observer, not by providers.
     account: str = ""
     region: str = ""
+    # False when tags came from an eventually consistent index (`tagging.py`): the engine
+    # re-reads the resource with `refresh` before it acts on it. Where a reading came from, not
+    # what AWS has: left out of comparisons.
+    confirmed: bool = field(default=True, compare=False)
 
     @property
     def key(self) -> str | None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from ..errors import NotFoundError, ProviderError
 from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from . import tagging
 from .aws import paginate
 from .base import Context, Observed, Provider, carries_ownership, register, tag_list, tag_map
 
@@ -43,7 +44,7 @@ class DbSubnetGroupProvider(Provider):
     type = "rds.db-subnet-group"
     service = "rds"
     permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("rds:DescribeDBSubnetGroups", "rds:ListTagsForResource"),
+        "read": ("rds:DescribeDBSubnetGroups", "rds:ListTagsForResource", tagging.PERMISSION),
         # Tags given to a create call are authorised as rds:AddTagsToResource as well.
         "create": ("rds:CreateDBSubnetGroup", "rds:AddTagsToResource", "rds:DescribeDBSubnetGroups",
                    "rds:ListTagsForResource"),
@@ -64,17 +65,22 @@ class DbSubnetGroupProvider(Provider):
 
     def read(self, ctx: Context) -> list[Observed]:
         # One paginated listing for the whole region. DescribeDBSubnetGroups has no tag filter
-        # and returns no tags, and RDS offers no batched tag read, so tags are fetched per
-        # group — only for groups with our name prefix.
+        # and returns no tags, and RDS offers no batched tag read: tags come from the tagging
+        # index (unconfirmed, see tagging.py), and only a group with our name prefix that the
+        # index does not list yet is asked for its own.
         rds = ctx.client("rds")
+        indexed = tagging.tags_by_arn(ctx, "rds:subgrp")
         found = []
         for group in paginate(rds, "describe_db_subnet_groups", "DBSubnetGroups"):
             if not group["DBSubnetGroupName"].startswith(NAME_PREFIX):
                 continue
-            tags = self._tags(rds, group["DBSubnetGroupArn"])
+            tags = indexed.get(group["DBSubnetGroupArn"])
+            confirmed = tags is None
+            if tags is None:
+                tags = self._tags(rds, group["DBSubnetGroupArn"])
             if tags is None or tags.get(TAG_MANAGED_BY) != ctx.instance:
                 continue
-            found.append(self._observed(group, tags))
+            found.append(self._observed(group, tags, confirmed=confirmed))
         return found
 
     def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
@@ -98,7 +104,7 @@ class DbSubnetGroupProvider(Provider):
         except NotFoundError:
             return None  # deleted between the listing and this call: absent
 
-    def _observed(self, group: Mapping[str, Any], tags: Mapping[str, str]) -> Observed:
+    def _observed(self, group: Mapping[str, Any], tags: Mapping[str, str], *, confirmed: bool = True) -> Observed:
         name = group["DBSubnetGroupName"]
         state = group.get("SubnetGroupStatus", "")
         return Observed(
@@ -114,6 +120,7 @@ class DbSubnetGroupProvider(Provider):
             # "Complete" is the only state AWS reports for a usable group.
             status="ready" if state in ("Complete", "") else "pending",
             state=state,
+            confirmed=confirmed,
         )
 
     # -- changing ---------------------------------------------------------------------------

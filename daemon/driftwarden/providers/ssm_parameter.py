@@ -4,13 +4,13 @@ What it owns: one String parameter per Deployment whose value is the rendered co
 JSON (no secret values: those live in the Deployment's secret), its type and tier. The value is
 compared as the exact text: that text is what consumers read.
 
-A read is three batched listings, never one call per parameter where AWS offers a batch:
-DescribeParameters with a server-side tag filter (names, type, tier), GetParameters in
-batches of 10 names (the API's limit; it has no other bulk read of values), and — the
-exception — ListTagsForResource once per parameter: DescribeParameters does not return tags
-and SSM has no batch tag read. The Resource Groups Tagging API would return them in one call,
-but it is eventually consistent (minutes), which would show tags we just wrote as missing and
-make the next plan repeat the change.
+A read is three batched listings, never one call per parameter: DescribeParameters with a
+server-side tag filter (names, type, tier; it decides which parameters are ours), GetParameters
+in batches of 10 names (the API's limit; it has no other bulk read of values), and the tags of
+all of them from the Resource Groups Tagging API (`tagging.py`; DescribeParameters returns no
+tags and SSM has no batch tag read). That index is eventually consistent, so its tags are marked
+unconfirmed and the engine re-reads a parameter with ListTagsForResource before acting on it; a
+parameter the index does not list yet is asked for its tags at once.
 
 What it must not do: write SecureString parameters or put secret values in one.
 """
@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from ..errors import NotFoundError, ProviderError
 from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from . import tagging
 from .aws import paginate
 from .base import Context, Observed, Provider, carries_ownership, register, tag_list, tag_map
 
@@ -30,7 +31,7 @@ _GET_BATCH = 10
 # What SSM answers for the tags of a parameter that is gone.
 _GONE_CODES = frozenset({"InvalidResourceId", "ParameterNotFound"})
 
-_READ = ("ssm:DescribeParameters", "ssm:GetParameters", "ssm:ListTagsForResource")
+_READ = ("ssm:DescribeParameters", "ssm:GetParameters", "ssm:ListTagsForResource", tagging.PERMISSION)
 
 
 @register
@@ -59,7 +60,7 @@ class SsmParameter(Provider):
 
     def read(self, ctx: Context) -> list[Observed]:
         tag_filter = [{"Key": f"tag:{TAG_MANAGED_BY}", "Values": [ctx.instance]}]
-        return self._read(ctx.client("ssm"), tag_filter, ctx.instance)
+        return self._read(ctx.client("ssm"), tag_filter, ctx.instance, tagging.tags_by_arn(ctx, "ssm:parameter"))
 
     def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
         return self._read_one(ctx.client("ssm"), observed.id, ctx.instance)
@@ -68,9 +69,17 @@ class SsmParameter(Provider):
         found = self._read(ssm, [{"Key": "Name", "Option": "Equals", "Values": [name]}], instance)
         return found[0] if found else None
 
-    def _read(self, ssm: Any, parameter_filters: list[dict[str, Any]], instance: str) -> list[Observed]:
+    def _read(
+        self,
+        ssm: Any,
+        parameter_filters: list[dict[str, Any]],
+        instance: str,
+        indexed: Mapping[str, dict[str, str]] | None = None,
+    ) -> list[Observed]:
+        """Parameters matching the filters; tags from `indexed` (unconfirmed) where it has them."""
         metadata = {p["Name"]: p for p in paginate(ssm, "describe_parameters", "Parameters",
-                                                   ParameterFilters=parameter_filters)}
+                                                   ParameterFilters=parameter_filters,
+                                                   PaginationConfig={"PageSize": 50})}
         names = sorted(metadata)
         values: dict[str, Mapping[str, Any]] = {}
         for start in range(0, len(names), _GET_BATCH):
@@ -81,17 +90,21 @@ class SsmParameter(Provider):
         for name in names:
             if name not in values:
                 continue
-            tags = self._tags(ssm, name)
+            meta, current = metadata[name], values[name]
+            arn = current.get("ARN") or meta.get("ARN", "")
+            tags = indexed.get(arn) if indexed is not None else None
+            confirmed = tags is None
+            if tags is None:
+                tags = self._tags(ssm, name)
             if tags is None or tags.get(TAG_MANAGED_BY) != instance:
                 continue
-            meta, current = metadata[name], values[name]
             fields = {
                 "Name": name,
                 "Type": current.get("Type", meta.get("Type")),
                 "Tier": meta.get("Tier", "Standard"),
                 "Value": current["Value"],
             }
-            found.append(Observed(self.type, name, fields, tags, {"id": name, "Arn": current.get("ARN", "")}))
+            found.append(Observed(self.type, name, fields, tags, {"id": name, "Arn": arn}, confirmed=confirmed))
         return found
 
     def _tags(self, ssm: Any, name: str) -> dict[str, str] | None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from driftwarden.graph import Ref, Resource, ownership_tags
+from driftwarden.graph import (
+    TAG_DESIRED_HASH,
+    Ref,
+    Resource,
+    desired_digest,
+    ownership_tags,
+    with_desired_hash,
+)
 from driftwarden.model import Account, FrozenMap
 from driftwarden.plan import UNKNOWN, diff_fields, make_plan
 from driftwarden.providers.base import Context, Observed, Provider
@@ -178,6 +185,36 @@ def test_suspended_and_warn_only_objects_are_held_not_changed():
     assert plan.changes == [] and plan.errors == []
     assert [c.key for c in plan.held] == ["Cluster/w/vpc"]
     assert any("suspended" in w for w in plan.warnings)
+
+
+def test_warn_only_objects_receive_changes_made_in_git_but_not_drift_repairs():
+    """The desired-hash tag tells the two apart: same digest = drift (held), new digest = Git changed (applied)."""
+    before = with_desired_hash(resource("cfg", "net", {"Cidr": "10.0.0.0/16", "X": 1, "Y": 1}, drift_mode="warn"))
+    after = with_desired_hash(resource("cfg", "net", {"Cidr": "10.0.0.0/16", "X": 2, "Y": 1}, drift_mode="warn"))
+    assert before.tags[TAG_DESIRED_HASH] != after.tags[TAG_DESIRED_HASH]
+
+    # Written by driftwarden from `before`, then Y changed by hand: drift, held.
+    hand_edited = observed(before, {"Cidr": "10.0.0.0/16", "X": 1, "Y": 9})
+    plan = make_plan([before], [hand_edited], providers=PROVIDERS)
+    assert plan.changes == [] and [(c.key, [d.path for d in c.diff]) for c in plan.held] == [(before.key, ["Y"])]
+
+    # Git now says X=2: applied in full (X, Y and the new digest), with a reason that says so.
+    plan = make_plan([after], [hand_edited], providers=PROVIDERS)
+    assert plan.held == []
+    (change,) = plan.changes
+    assert [d.path for d in change.diff] == ["X", "Y", f"tags.{TAG_DESIRED_HASH}"]
+    assert change.reason.startswith("changed in Git")
+
+
+def test_desired_digest_follows_git_only():
+    """References count by key, not by AWS id; the digest tag itself and enforced objects are left out."""
+    base = resource("subnet", "net", {"VpcId": Ref("Cluster/a/vpc"), "Zones": ("a", "b")}, drift_mode="warn")
+    same = resource("subnet", "net", {"VpcId": Ref("Cluster/a/vpc"), "Zones": ("a", "b")}, drift_mode="warn")
+    moved = resource("subnet", "net", {"VpcId": Ref("Cluster/a/other"), "Zones": ("a", "b")}, drift_mode="warn")
+    assert desired_digest(base) == desired_digest(same) == desired_digest(with_desired_hash(same))
+    assert desired_digest(base) != desired_digest(moved)
+    enforced = resource("subnet", "net", {"VpcId": Ref("Cluster/a/vpc")})
+    assert TAG_DESIRED_HASH not in with_desired_hash(enforced).tags
 
 
 def test_warn_only_objects_are_still_created_when_missing():

@@ -398,3 +398,28 @@ def test_tags_from_a_stale_tagging_index_are_confirmed_before_the_plan_acts(plat
     assert drifted.plan is not None
     assert [(c.action, c.key, [d.path for d in c.diff]) for c in drifted.plan.changes] == [
         ("update", "Deployment/warehouse-etl/ssm-parameter/configuration", ["tags.cost-center"])]
+
+
+def test_warn_only_object_reports_drift_but_receives_changes_made_in_git(platform, aws):
+    """ml-features is `drift: warn`: a hand edit is held and reported; a Git change is applied, hand edit included."""
+    assert_all_applied(run_apply(platform, aws.sessions()))
+    ssm = aws.account_client(PROD, "ssm", "eu-west-1")
+    name = "/driftwarden/prod-euw1/ml-features/configuration"
+    ssm.put_parameter(Name=name, Value='{"tuned": "by hand"}', Type="String", Overwrite=True)
+
+    drifted = run_apply(platform, aws.sessions())
+    assert drifted.plan is not None and drifted.plan.changes == []
+    assert [(c.key, [d.path for d in c.diff]) for c in drifted.plan.held] == [
+        ("Deployment/ml-features/ssm-parameter/configuration", ["Value"])]
+    assert ssm.get_parameter(Name=name)["Parameter"]["Value"] == '{"tuned": "by hand"}'
+
+    ml = platform / "deployments" / "ml-features.yaml"
+    ml.write_text(ml.read_text().replace('value: "64"', 'value: "96"'))
+    changed = run_apply(platform, aws.sessions())
+    assert_all_applied(changed)
+    assert [(c.action, c.key) for c in changed.plan.changes] == [("update", "Deployment/ml-features/ssm-parameter/configuration")]
+    assert changed.plan.changes[0].reason.startswith("changed in Git")
+    assert '"96"' in ssm.get_parameter(Name=name)["Parameter"]["Value"]
+
+    settled = run_plan(platform, aws.sessions())
+    assert settled.plan is not None and (settled.plan.changes, settled.plan.held) == ([], [])

@@ -12,6 +12,7 @@ it is tested exhaustively without AWS.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -28,7 +29,11 @@ TAG_OWNER = "driftwarden:owner"
 TAG_COMPONENT = "driftwarden:component"
 # Recorded on the resource because prune runs after the manifest that said it is gone.
 TAG_DELETION_POLICY = "driftwarden:deletion-policy"
-OWNERSHIP_TAGS = (TAG_MANAGED_BY, TAG_OWNER, TAG_COMPONENT, TAG_DELETION_POLICY)
+# On resources of warn-only objects (`driftwarden/drift: warn`): a digest of what Git wanted when
+# driftwarden last wrote the resource. A difference under the same digest is drift (reported,
+# left alone); a new digest means Git changed, and the change is applied (`with_desired_hash`).
+TAG_DESIRED_HASH = "driftwarden:desired-hash"
+OWNERSHIP_TAGS = (TAG_MANAGED_BY, TAG_OWNER, TAG_COMPONENT, TAG_DELETION_POLICY, TAG_DESIRED_HASH)
 
 # Resource types in creation order; deletion (prune, removed components) runs in reverse.
 TYPE_ORDER = (
@@ -379,3 +384,38 @@ def build_graph(clusters: Iterable[Cluster], deployments: Iterable[Deployment],
     for deployment in deployments:
         resources.extend(deployment_resources(deployment, by_name[deployment.cluster], instance))
     return resources
+
+
+def desired_digest(resource: Resource) -> str:
+    """A digest of everything Git says about `resource`: type, desired fields and tags.
+
+    Dependencies enter as their `Ref` (key and attribute), not as the ids AWS gave them, so the
+    digest changes only when Git (or a secret's source value) changes.
+    """
+    tags = {k: v for k, v in resource.tags.items() if k != TAG_DESIRED_HASH}
+    document = {"type": resource.type, "desired": resource.desired, "tags": tags}
+    encoded = json.dumps(document, sort_keys=True, separators=(",", ":"), default=_digestible)
+    return hashlib.sha256(encoded.encode()).hexdigest()[:32]
+
+
+def _digestible(value: Any) -> Any:
+    if isinstance(value, Ref):
+        return {"$ref": value.key, "attribute": value.attribute}
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    raise TypeError(f"cannot digest {type(value).__name__}")
+
+
+def with_desired_hash(resource: Resource) -> Resource:
+    """`resource` with its `TAG_DESIRED_HASH` when its object is warn-only; unchanged otherwise.
+
+    Only warn-only objects need to tell a change in Git from drift: enforced ones repair both
+    alike. Like Argo CD's automated sync without self-heal, a change in Git is applied in full,
+    so fields changed by hand are brought back to Git at the same time.
+    """
+    if resource.drift_mode != "warn":
+        return resource
+    tags = FrozenMap({**resource.tags, TAG_DESIRED_HASH: desired_digest(resource)})
+    return dataclasses.replace(resource, tags=tags)

@@ -19,12 +19,13 @@ What it must not do: call AWS. `observe.py` reads, `apply.py` acts.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .graph import Ref, Resource
+from .graph import TAG_DESIRED_HASH, Ref, Resource
 from .providers.base import REGISTRY, Observed, Provider
 
 Action = Literal["create", "update", "replace", "delete", "release"]
@@ -257,8 +258,14 @@ def make_plan(
             plan.changes.append(_removal(old, resource.owner, "delete", "superseded by a replacement"))
         if change is None:
             plan.unchanged.append(resource.key)
-        elif resource.suspended or (resource.drift_mode == "warn" and change.action != "create"):
+        elif resource.suspended:
             plan.held.append(change)
+        elif resource.drift_mode == "warn" and change.action != "create":
+            if _changed_in_git(resource, change.observed):
+                plan.changes.append(dataclasses.replace(
+                    change, reason="changed in Git (warn-only: applied in full, hand-made changes included)"))
+            else:
+                plan.held.append(change)  # drift: reported, left as it is
         else:
             plan.changes.append(change)
     declared = set(declared_owners) | {r.owner for r in resources}
@@ -277,6 +284,13 @@ def make_plan(
                 )
     _plan_prune(plan, prunable, prune=prune, limit=prune_limit, revision_valid=revision_valid)
     return plan
+
+
+def _changed_in_git(resource: Resource, observed: Observed | None) -> bool:
+    """Whether Git's desired state moved since driftwarden last wrote this warn-only resource."""
+    if observed is None:
+        return True
+    return observed.tags.get(TAG_DESIRED_HASH) != resource.tags.get(TAG_DESIRED_HASH)
 
 
 def _pick_current(

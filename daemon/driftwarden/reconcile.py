@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .apply import Applier, ApplySettings, Outcome, Progress
 from .errors import DriftwardenError, ProviderError
-from .graph import DEFAULT_INSTANCE, Resource, build_graph
+from .graph import DEFAULT_INSTANCE, Resource, build_graph, with_desired_hash
 from .model import Account, SecretSource
 from .observe import Observation, Place, confirm, context_for, observe, places_of
 from .plan import Plan, PlanError, make_plan
@@ -146,6 +146,8 @@ def plan_once(
     load_providers()
     resources = build_graph(validation.clusters, validation.deployments, settings.instance)
     resources, secret_errors = _with_secret_hashes(resources, resolve_secret)
+    # After the secret hashes: a rotated secret value is a change of the desired state, not drift.
+    resources = [with_desired_hash(r) for r in resources]
     places: list[Place] = places_of(resources)
     observation = observe(sessions, places, settings.instance)
     declared = {f"Cluster/{c.name}" for c in validation.clusters} | {f"Deployment/{d.name}" for d in validation.deployments}

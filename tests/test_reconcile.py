@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections import Counter
@@ -423,3 +424,26 @@ def test_warn_only_object_reports_drift_but_receives_changes_made_in_git(platfor
 
     settled = run_plan(platform, aws.sessions())
     assert settled.plan is not None and (settled.plan.changes, settled.plan.held) == ([], [])
+
+
+def test_prune_finds_a_removed_cluster_whose_place_left_git_only_when_told_of_it(platform, aws):
+    """dev-use1 (and its Deployment) are alone in their account: once gone from Git, prune sees them via `retired_places`."""
+    from driftwarden.observe import Place
+
+    result = run_apply(platform, aws.sessions())
+    assert_all_applied(result)
+    (dev,) = [c for c in result.validation.clusters if c.name == "dev-use1"]
+    (platform / "clusters" / "dev-use1.yaml").unlink()
+    (platform / "deployments" / "reporting.astro.yaml").unlink()
+    pruning = ReconcileSettings(prune=True, prune_limit=100, apply=FAST)
+
+    blind = run_apply(platform, aws.sessions(), settings=pruning)
+    assert blind.outcomes == [] and blind.plan is not None and blind.plan.warnings == []
+
+    told = run_apply(platform, aws.sessions(), settings=dataclasses.replace(pruning, retired_places=(Place(dev.account, dev.region),)))
+    assert_all_applied(told)
+    assert {(o.change.owner, o.change.action) for o in told.outcomes} == {("Cluster/dev-use1", "release"), ("Deployment/reporting", "release")}
+    ec2 = aws.account_client(DEV, "ec2", "us-east-1")
+    vpcs = ec2.describe_vpcs(Filters=[{"Name": "tag:driftwarden:owner", "Values": ["Cluster/dev-use1"]}])["Vpcs"]
+    assert vpcs == []  # released: still there, without our tags
+    assert len(ec2.describe_vpcs(Filters=[{"Name": "cidr", "Values": [dev.vpc_subnet_range]}])["Vpcs"]) == 1

@@ -66,6 +66,7 @@ from .errors import DriftwardenError, SourceError, UsageError
 from .graph import DEFAULT_INSTANCE
 from .logs import EventLog
 from .metrics import CONTENT_TYPE, Metrics
+from .observe import Place as ObservedPlace
 from .providers.aws import AwsSessions
 from .reconcile import PassResult, ReconcileSettings, SecretResolver, apply_once, plan_once
 from .source import Snapshot, Source, redact
@@ -383,6 +384,10 @@ class Daemon:
         self._last_pass: dict[str, Any] | None = None
         self._objects: dict[str, ObjectState] = {}
         self._memory = DriftMemory()
+        # Every place a valid revision used since start-up, with the account to reach it by:
+        # when a cluster's manifest goes, its place stays observed (with prune on) until nothing
+        # of ours is left there, so prune can find what Git removed.
+        self._known_places: dict[Place, ObservedPlace] = {}
         # The revision whose last pass finished everything (all applied, nothing waiting on AWS,
         # no place backing off, apply window open): an interval poll that finds this revision
         # again costs one fetch and nothing else; drift checks run on their own schedule.
@@ -576,6 +581,8 @@ class Daemon:
             self._head = revision
             if revision.valid:
                 self._in_force = revision
+                for cluster in revision.validation.clusters:
+                    self._known_places[(cluster.account.id, cluster.region)] = ObservedPlace(cluster.account, cluster.region)
         validation = revision.validation
         if revision.valid:
             self.metrics.set_revision(revision.revision)
@@ -622,11 +629,13 @@ class Daemon:
             # PRODUCT.md: never prune while a manifest is invalid (the head is not in force), the
             # source is empty, or the source cannot be reached (its head is not known).
             prune = self.settings.prune and head is in_force and not in_force.empty and reachable and window.open
+            retired = self._retired_places(in_force) if prune else ()
             settings = ReconcileSettings(
                 instance=self.settings.instance,
                 prune=prune,
                 prune_limit=self.settings.prune_limit,
                 apply=self.settings.apply,
+                retired_places=retired,
             )
             result: PassResult | None = None
             crashed: str | None = None
@@ -643,6 +652,7 @@ class Daemon:
             finally:
                 self.metrics.reconcile_duration.labels(trigger=trigger).observe(time.monotonic() - started)
             self._absorb(in_force, result, crashed, trigger, waiting, window, now, time.monotonic() - started)
+            self._forget_emptied(retired, result)
             settled = (
                 crashed is None
                 and result is not None
@@ -653,6 +663,26 @@ class Daemon:
             )
             with self._state:
                 self._settled_revision = in_force.revision if settled else None
+
+    def _retired_places(self, in_force: Revision) -> tuple[ObservedPlace, ...]:
+        """Places earlier revisions used and this one does not."""
+        current = {(c.account.id, c.region) for c in in_force.validation.clusters}
+        with self._state:
+            return tuple(p for key, p in self._known_places.items() if key not in current)
+
+    def _forget_emptied(self, retired: Sequence[ObservedPlace], result: PassResult | None) -> None:
+        """Stop observing a retired place once a pass read it and found nothing of ours left."""
+        if not retired or result is None or result.observation is None:
+            return
+        failed = result.observation.failed_places()
+        still_ours = {(o.account, o.region) for o in result.observation.resources}
+        pending = {(o.change.account, o.change.region) for o in result.outcomes if o.result != "applied"}
+        for place in retired:
+            key = (place.account.id, place.region)
+            if key not in failed and key not in still_ours and key not in pending:
+                with self._state:
+                    self._known_places.pop(key, None)
+                self.log.info("place.retired", account=place.account.id, region=place.region)
 
     def _progress(self, message: str) -> None:
         self.log.debug("apply.progress", message=message.strip())

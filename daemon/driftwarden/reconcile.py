@@ -38,6 +38,9 @@ class ReconcileSettings:
     prune: bool = False
     prune_limit: int = 20
     apply: ApplySettings = field(default_factory=ApplySettings)
+    # Places (account, region) no manifest uses any more but earlier revisions did: observed
+    # too, so that prune finds the resources of a cluster whose whole place left Git.
+    retired_places: tuple[Place, ...] = ()
 
 
 @dataclass
@@ -149,6 +152,8 @@ def plan_once(
     # After the secret hashes: a rotated secret value is a change of the desired state, not drift.
     resources = [with_desired_hash(r) for r in resources]
     places: list[Place] = places_of(resources)
+    current = {(p.account.id, p.region) for p in places}
+    places += [p for p in settings.retired_places if (p.account.id, p.region) not in current]
     observation = observe(sessions, places, settings.instance)
     declared = {f"Cluster/{c.name}" for c in validation.clusters} | {f"Deployment/{d.name}" for d in validation.deployments}
 
@@ -220,7 +225,7 @@ def apply_once(
         sessions,
         settings.instance,
         result.observation.resources,
-        accounts_of(result.resources),
+        {**{p.account.id: p.account for p in settings.retired_places}, **accounts_of(result.resources)},
         settings=settings.apply,
         progress=progress,
         resolve_secret=resolve_secret,

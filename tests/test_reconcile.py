@@ -447,3 +447,24 @@ def test_prune_finds_a_removed_cluster_whose_place_left_git_only_when_told_of_it
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "tag:driftwarden:owner", "Values": ["Cluster/dev-use1"]}])["Vpcs"]
     assert vpcs == []  # released: still there, without our tags
     assert len(ec2.describe_vpcs(Filters=[{"Name": "cidr", "Values": [dev.vpc_subnet_range]}])["Vpcs"]) == 1
+
+
+def test_a_stopping_daemon_starts_no_new_change_and_the_next_run_finishes_without_duplicates(platform, aws):
+    """Once cancelled, changes not yet started are skipped (calls in flight finish); the next run completes the rest."""
+    answers = iter([False] * 8)
+    result = apply_once(validated(platform), aws.sessions(), revision="test", settings=ReconcileSettings(apply=FAST),
+                        resolve_secret=sandbox_secret_resolver(), progress=lambda _m: None,
+                        cancelled=lambda: next(answers, True))
+    by_result = Counter(o.result for o in result.outcomes)
+    assert by_result["applied"] >= 1 and by_result["skipped"] >= 1, by_result
+    assert set(by_result) <= {"applied", "skipped", "pending"}
+    assert all(o.message == "not started: driftwarden is stopping" for o in result.outcomes
+               if o.result == "skipped" and "waiting for" not in o.message)
+
+    finished = run_apply(platform, aws.sessions())
+    assert_all_applied(finished)
+    assert {o.change.key for o in finished.outcomes}.isdisjoint(
+        {o.change.key for o in result.outcomes if o.result == "applied"})
+    assert len(aws.account_client(DEV, "ec2", "us-east-1").describe_vpcs(
+        Filters=[{"Name": "tag:driftwarden:owner", "Values": ["Cluster/dev-use1"]}])["Vpcs"]) == 1
+    assert run_plan(platform, aws.sessions()).plan.changes == []

@@ -89,6 +89,7 @@ class Applier:
         providers: Mapping[str, Provider] = REGISTRY,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
         self.sessions = sessions
         self.instance = instance
@@ -100,6 +101,8 @@ class Applier:
         self.providers = providers
         self.sleep = sleep
         self.clock = clock
+        # True once the daemon is stopping: calls in flight finish, nothing new is started.
+        self.cancelled = cancelled
         self._lock = threading.Lock()
         self.attributes: dict[str, Mapping[str, Any]] = {}
         self.states: dict[str, Observed] = {}
@@ -169,6 +172,9 @@ class Applier:
     # -- one change ------------------------------------------------------------------------------
 
     def _execute(self, change: Change) -> Outcome:
+        if self.cancelled():
+            # Nothing of this change was started; the next run plans it again from what AWS has.
+            return Outcome(change, "skipped", "not started: driftwarden is stopping")
         started = self.clock()
         provider = self.providers[change.type]
         try:
@@ -272,8 +278,8 @@ class Applier:
         deadline = self.clock() + self.settings.timeout_seconds
         started = self.clock()
         while result.status == "pending":
-            if self.clock() >= deadline:
-                return result
+            if self.clock() >= deadline or self.cancelled():
+                return result  # reported pending: a later run finds it where AWS is
             self.sleep(self.settings.poll_seconds)
             refreshed = provider.refresh(ctx, result)
             if refreshed is None:

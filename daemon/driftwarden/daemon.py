@@ -642,7 +642,8 @@ class Daemon:
             try:
                 if window.open:
                     result = apply_once(validation, self.sessions, revision=in_force.revision, settings=settings,
-                                        resolve_secret=self.resolve_secret, progress=self._progress)
+                                        resolve_secret=self.resolve_secret, progress=self._progress,
+                                        cancelled=self._stopping.is_set)
                 else:
                     result = plan_once(validation, self.sessions, revision=in_force.revision, settings=settings,
                                        resolve_secret=self.resolve_secret)

@@ -216,8 +216,13 @@ def apply_once(
     settings: ReconcileSettings = ReconcileSettings(),
     resolve_secret: SecretResolver,
     progress: Progress,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> PassResult:
-    """Plan, then carry the plan out; every change gets an outcome."""
+    """Plan, then carry the plan out; every change gets an outcome.
+
+    Once `cancelled()` is true (the daemon is stopping), changes not yet started are skipped and
+    waits end; calls already sent to AWS finish.
+    """
     result = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolve_secret)
     if result.plan is None or result.observation is None:
         return result
@@ -229,6 +234,9 @@ def apply_once(
         settings=settings.apply,
         progress=progress,
         resolve_secret=resolve_secret,
+        cancelled=cancelled,
     )
+    if cancelled():
+        return result
     result.outcomes = applier.run(result.plan.changes)
     return result

@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## run: the daemon over the repository's own manifests/, on the embedded simulated AWS
 run: $(VENV)/.installed
-	$(BIN)/driftwarden run --sandbox --source manifests --interval 30s --drift-interval 1m --metrics-port 9108 --log-format text
+	$(BIN)/driftwarden run --sandbox --source manifests --interval 30s --drift-interval 1m --metrics-port 9108 --log-format text --sandbox-drift-every 2m
 
 ## validate: check the repository's own manifests
 validate: $(VENV)/.installed

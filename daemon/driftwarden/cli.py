@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__, render
 from .errors import DriftwardenError, UsageError
@@ -282,6 +283,10 @@ def _add_run_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     verify.add_argument("--verify-signatures-ssh-allowed-signers", metavar="F",
                         default=_env_default("verify-signatures-ssh-allowed-signers"),
                         help="only apply head commits signed by a key of this SSH allowed-signers file")
+    run.add_argument("--sandbox-drift-every", type=_duration, metavar="DURATION", default=_env_default("sandbox-drift-every"),
+                     help="with --sandbox: this often, change one managed resource of the simulated AWS by hand (a "
+                     "subnet tag, a node group's size, a parameter, a trust policy, a route) so there is drift to "
+                     "see (default: never)")
     run.add_argument("--log-format", choices=("json", "text"), default=_env_default("log-format"),
                      help="json (default when stderr is not a terminal) or text")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
@@ -298,6 +303,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     from . import daemon, logs
     from .source import GitCredentials, SignaturePolicy, open_source
 
+    if args.sandbox_drift_every is not None and not args.sandbox:
+        raise UsageError("--sandbox-drift-every needs --sandbox: drift is only ever injected into the simulated AWS")
     logs.configure(args.log_format, level=getattr(logging, str(args.log_level).upper()))
     if args.verify_signatures_gpg_keyring and args.verify_signatures_ssh_allowed_signers:
         raise UsageError("give --verify-signatures-gpg-keyring or --verify-signatures-ssh-allowed-signers, not both")
@@ -331,7 +338,21 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         ),
         verify=verify,
     )
-    return daemon.main(settings, source, boto3.Session, sandbox=args.sandbox, out=out)
+    alongside = None
+    if args.sandbox_drift_every is not None:
+        alongside = functools.partial(_drift_injector, args.sandbox_drift_every, args.instance)
+    return daemon.main(settings, source, boto3.Session, sandbox=args.sandbox, out=out, alongside_sandbox=alongside)
+
+
+def _drift_injector(every: float, instance: str) -> Any:
+    """The sandbox's drift injector, started once the sandbox is up (which set AWS_ENDPOINT_URL)."""
+    import boto3
+
+    from .drift_injector import DriftInjector
+    from .sandbox import simulated_places
+
+    return DriftInjector(os.environ["AWS_ENDPOINT_URL"], every=every, places=simulated_places,
+                         session_factory=boto3.Session, instance=instance)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1208,15 +1208,21 @@ def main(
     *,
     sandbox: bool = False,
     out: TextIO = sys.stdout,
+    alongside_sandbox: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> int:
-    """Build the daemon's collaborators and serve until a signal; the exit code."""
+    """Build the daemon's collaborators and serve until a signal; the exit code.
+
+    `alongside_sandbox` (with `sandbox`): a context entered once the sandbox is up and left
+    after the daemon stops, before the sandbox does (the sandbox's drift injector).
+    """
     from .reconcile import control_secret_resolver, sandbox_secret_resolver
 
     metrics = Metrics(version=__version__)
     if sandbox:
         with sandbox_sessions(metrics, source, session_factory, out) as sessions:
             daemon = Daemon(source, sessions, metrics, settings, resolve_secret=sandbox_secret_resolver())
-            return serve(daemon, on_started=sandbox_hint(out))
+            with alongside_sandbox() if alongside_sandbox else contextlib.nullcontext():
+                return serve(daemon, on_started=sandbox_hint(out))
     with AwsSessions(session_factory, observer=metrics) as sessions:
         region = session_factory().region_name or "us-east-1"
         daemon = Daemon(source, sessions, metrics, settings, resolve_secret=control_secret_resolver(sessions, region))

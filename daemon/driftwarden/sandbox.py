@@ -204,6 +204,22 @@ def reset_moto(endpoint_url: str) -> None:
         raise DriftwardenError(f"resetting the sandbox failed: HTTP {response.status}")
 
 
+def simulated_places() -> list[tuple[str, str]]:
+    """Every (account id, region) in which the in-process simulated EC2 holds state.
+
+    Every place driftwarden manages has EC2 state (a cluster's network, or at least the reads
+    of it), so this is where the sandbox's managed resources can be. moto keeps its backends in
+    the process (see the module docstring), so this sees every sandbox of the process.
+    """
+    from moto.backends import get_backend
+
+    return sorted(
+        (account, region)
+        for account, regions in list(get_backend("ec2").items())
+        for region in list(regions.keys())
+    )
+
+
 @contextlib.contextmanager
 def _next_ids(module: str, function: str, ids: Sequence[str]) -> Iterator[None]:
     """Make moto hand out `ids`, in order, from one of its id generators.

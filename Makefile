@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run validate test lint bench clean
+.PHONY: run validate test lint bench clean image-smoke image-lock
 
 # Installs the package with its test extras into $(VENV) whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -24,6 +24,14 @@ validate: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check daemon tests $(wildcard benchmarks)
 	$(BIN)/pytest -q -n 2
+
+## image-smoke: build the Dockerfile with buildah and check the image (as root; installs buildah/debootstrap)
+image-smoke:
+	scripts/container-smoke.sh
+
+## image-lock: re-pin deploy/container/requirements.lock from .venv after changing dependencies
+image-lock: $(VENV)/.installed
+	scripts/container-smoke.sh --update-lock
 
 ## bench: the benchmarks (print numbers; assert nothing)
 bench: $(VENV)/.installed

@@ -62,6 +62,7 @@ COVERAGE: dict[str, RunHere | CoveredBy] = {
         "runs the Makefile's `run` recipe (on a free port) until every example object is created",
     ),
     "make test": CoveredBy(".ci/run", "CI's entry point runs exactly this command"),
+    "make image-smoke": CoveredBy(".ci/run", "CI builds and checks the image before the tests"),
     "driftwarden validate manifests/": RunHere(0, r"^valid: 6 files, 3 Clusters, 3 Deployments$"),
     "driftwarden validate --format github manifests/": RunHere(0, r"^valid: 6 files"),
     "driftwarden plan --source manifests --sandbox": RunHere(0, r"^Plan: \d+ to create, 0 to update"),

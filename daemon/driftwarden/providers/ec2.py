@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from ..errors import ProviderError
 from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
 from .aws import paginate
-from .base import Context, Observed, Status, managed_tag_filter, tag_list, tag_map
+from .base import Context, Observed, Provider, Status, managed_tag_filter, tag_list, tag_map
 
 T = TypeVar("T")
 
@@ -154,3 +154,22 @@ def absent(*codes: str) -> Iterator[None]:
     except ProviderError as exc:
         if exc.code not in codes:
             raise
+
+
+class Ec2Provider(Provider):
+    """What every EC2 type shares: the service, and `untag` removing our tags."""
+
+    service = SERVICE
+
+    def untag(self, ctx: Context, observed: Observed) -> None:
+        remove_ownership_tags(ctx, observed.id)
+
+
+class TagsOnlyEc2Provider(Ec2Provider):
+    """An EC2 type whose managed fields are all immutable (the plan never asks to change them):
+    `update` repairs its tags only."""
+
+    def update(
+        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
+    ) -> Observed:
+        return update_tags_only(resource, observed, changed, ctx)

@@ -14,23 +14,21 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..graph import Resource
-from .base import Context, Observed, Provider, register, tag_map
+from .base import Context, Observed, register, tag_map
 from .ec2 import (
     SERVICE,
+    TagsOnlyEc2Provider,
     absent,
     describe_managed,
-    remove_ownership_tags,
     tag_specifications,
-    update_tags_only,
 )
 
 _NOT_FOUND = ("InvalidAllocationID.NotFound",)
 
 
 @register
-class ElasticIpProvider(Provider):
+class ElasticIpProvider(TagsOnlyEc2Provider):
     type = "ec2.elastic-ip"
-    service = SERVICE
     permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "read": ("ec2:DescribeAddresses",),
         # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
@@ -60,23 +58,9 @@ class ElasticIpProvider(Provider):
         )
         return _observed(address, {**tag_map(address.get("Tags")), **resource.tags})
 
-    def update(
-        self,
-        ctx: Context,
-        resource: Resource,
-        desired: Mapping[str, Any],
-        observed: Observed,
-        changed: list[str],
-    ) -> Observed:
-        # Only tags can change: the domain is immutable and the plan never asks for it.
-        return update_tags_only(resource, observed, changed, ctx)
-
     def delete(self, ctx: Context, observed: Observed) -> None:
         with absent(*_NOT_FOUND):
             ctx.client(SERVICE).release_address(AllocationId=observed.id)
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        remove_ownership_tags(ctx, observed.id)
 
 
 def _observed(address: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Observed:

@@ -15,14 +15,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..graph import Resource
-from .base import Context, Observed, Provider, register, tag_map
+from .base import Context, Observed, register, tag_map
 from .ec2 import (
     SERVICE,
+    Ec2Provider,
     absent,
     describe_managed,
     first_or_absent,
     put_tags,
-    remove_ownership_tags,
     tag_specifications,
 )
 
@@ -34,9 +34,8 @@ _ATTACHED_STATES = frozenset({"attached", "available", "attaching"})
 
 
 @register
-class InternetGatewayProvider(Provider):
+class InternetGatewayProvider(Ec2Provider):
     type = "ec2.internet-gateway"
-    service = SERVICE
     permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "read": ("ec2:DescribeInternetGateways",),
         # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
@@ -113,9 +112,6 @@ class InternetGatewayProvider(Provider):
                 client.detach_internet_gateway(InternetGatewayId=observed.id, VpcId=vpc_id)
         with absent(*_NOT_FOUND):
             client.delete_internet_gateway(InternetGatewayId=observed.id)
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        remove_ownership_tags(ctx, observed.id)
 
 
 def _observed(gateway: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Observed:

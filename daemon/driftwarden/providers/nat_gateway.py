@@ -16,18 +16,17 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..graph import Resource
-from .base import Context, Observed, Provider, register, tag_map
+from .base import Context, Observed, register, tag_map
 from .ec2 import (
     GONE_STATES,
     SERVICE,
+    TagsOnlyEc2Provider,
     absent,
     client_token,
     describe_managed,
     first_or_absent,
-    remove_ownership_tags,
     status_of,
     tag_specifications,
-    update_tags_only,
 )
 
 _NOT_FOUND = ("NatGatewayNotFound", "InvalidNatGatewayID.NotFound")
@@ -38,9 +37,8 @@ _STALE_STATES = frozenset({"failed", "deleting", *GONE_STATES})
 
 
 @register
-class NatGatewayProvider(Provider):
+class NatGatewayProvider(TagsOnlyEc2Provider):
     type = "ec2.nat-gateway"
-    service = SERVICE
     permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "read": ("ec2:DescribeNatGateways",),
         # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
@@ -95,24 +93,10 @@ class NatGatewayProvider(Provider):
         )["NatGateway"]
         return gateway
 
-    def update(
-        self,
-        ctx: Context,
-        resource: Resource,
-        desired: Mapping[str, Any],
-        observed: Observed,
-        changed: list[str],
-    ) -> Observed:
-        # Only tags can change: subnet and address are immutable and the plan never asks for them.
-        return update_tags_only(resource, observed, changed, ctx)
-
     def delete(self, ctx: Context, observed: Observed) -> None:
         # Asynchronous: the gateway reads as "deleting" for a few minutes, then disappears.
         with absent(*_NOT_FOUND):
             ctx.client(SERVICE).delete_nat_gateway(NatGatewayId=observed.id)
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        remove_ownership_tags(ctx, observed.id)
 
 
 def _primary_allocation(gateway: Mapping[str, Any]) -> str | None:

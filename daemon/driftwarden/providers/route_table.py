@@ -25,16 +25,16 @@ from typing import Any, ClassVar
 
 from ..errors import ProviderError
 from ..graph import Resource
-from .base import Context, Observed, Provider, register, tag_map
+from .base import Context, Observed, register, tag_map
 from .ec2 import (
     SERVICE,
+    Ec2Provider,
     absent,
     client_token,
     describe_managed,
     first_or_absent,
     is_absent,
     put_tags,
-    remove_ownership_tags,
     tag_specifications,
 )
 
@@ -59,9 +59,8 @@ _ASSOCIATION_NOT_FOUND = ("InvalidAssociationID.NotFound",)
 
 
 @register
-class RouteTableProvider(Provider):
+class RouteTableProvider(Ec2Provider):
     type = "ec2.route-table"
-    service = SERVICE
     permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "read": ("ec2:DescribeRouteTables",),
         # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
@@ -169,9 +168,6 @@ class RouteTableProvider(Provider):
                 client.disassociate_route_table(AssociationId=association_id)
         with absent(*_NOT_FOUND):
             client.delete_route_table(RouteTableId=observed.id)
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        remove_ownership_tags(ctx, observed.id)
 
 
 def _describe_one(ctx: Context, table_id: str) -> dict[str, Any] | None:

@@ -21,14 +21,14 @@ from typing import Any, ClassVar
 
 from ..errors import ProviderError
 from ..graph import TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER, Resource
-from .base import Context, Observed, Provider, register, tag_map
+from .base import Context, Observed, register, tag_map
 from .ec2 import (
     SERVICE,
+    Ec2Provider,
     absent,
     describe_managed,
     first_or_absent,
     put_tags,
-    remove_ownership_tags,
     tag_specifications,
 )
 
@@ -40,9 +40,8 @@ _ALL_TRAFFIC = "-1"
 
 
 @register
-class SecurityGroupProvider(Provider):
+class SecurityGroupProvider(Ec2Provider):
     type = "ec2.security-group"
-    service = SERVICE
     permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "read": ("ec2:DescribeSecurityGroups",),
         # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well;
@@ -141,9 +140,6 @@ class SecurityGroupProvider(Provider):
         # first by the engine, and a refusal goes through to be retried on a later run.
         with absent(*_NOT_FOUND):
             ctx.client(SERVICE).delete_security_group(GroupId=observed.id)
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        remove_ownership_tags(ctx, observed.id)
 
 
 def _self_rule(group_id: str) -> list[dict[str, Any]]:

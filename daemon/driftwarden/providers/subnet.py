@@ -21,14 +21,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..graph import Resource
-from .base import Context, Observed, Provider, register, tag_map
+from .base import Context, Observed, register, tag_map
 from .ec2 import (
     SERVICE,
+    Ec2Provider,
     absent,
     describe_managed,
     first_or_absent,
     put_tags,
-    remove_ownership_tags,
     remove_tags,
     status_of,
     tag_specifications,
@@ -40,10 +40,10 @@ _ROLE_TAG_ON = "1"
 _NOT_FOUND = ("InvalidSubnetID.NotFound",)
 
 
+# Released subnets keep their role tag: load balancers of whoever keeps the subnet still rely on it.
 @register
-class SubnetProvider(Provider):
+class SubnetProvider(Ec2Provider):
     type = "ec2.subnet"
-    service = SERVICE
     permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "read": ("ec2:DescribeSubnets",),
         # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
@@ -120,10 +120,6 @@ class SubnetProvider(Provider):
     def delete(self, ctx: Context, observed: Observed) -> None:
         with absent(*_NOT_FOUND):
             ctx.client(SERVICE).delete_subnet(SubnetId=observed.id)
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        # The role tag stays: load balancers of whoever keeps the subnet still rely on it.
-        remove_ownership_tags(ctx, observed.id)
 
 
 def role_tag(tags: Mapping[str, str]) -> str | None:

@@ -18,15 +18,15 @@ from typing import Any, ClassVar
 
 from ..errors import ProviderError
 from ..graph import Resource
-from .base import Context, Observed, Provider, register, tag_map
+from .base import Context, Observed, register, tag_map
 from .ec2 import (
     SERVICE,
+    Ec2Provider,
     absent,
     describe_managed,
     first_or_absent,
     is_absent,
     put_tags,
-    remove_ownership_tags,
     status_of,
     tag_specifications,
 )
@@ -41,9 +41,8 @@ _NOT_FOUND = ("InvalidVpcID.NotFound",)
 
 
 @register
-class VpcProvider(Provider):
+class VpcProvider(Ec2Provider):
     type = "ec2.vpc"
-    service = SERVICE
     permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "read": ("ec2:DescribeVpcs", "ec2:DescribeVpcAttribute"),
         # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
@@ -124,9 +123,6 @@ class VpcProvider(Provider):
     def delete(self, ctx: Context, observed: Observed) -> None:
         with absent(*_NOT_FOUND):
             ctx.client(SERVICE).delete_vpc(VpcId=observed.id)
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        remove_ownership_tags(ctx, observed.id)
 
 
 def _modify(ctx: Context, vpc_id: str, name: str, value: bool) -> None:

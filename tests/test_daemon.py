@@ -86,6 +86,30 @@ metadata:
 """
 
 
+def write_platform(tmp_path: Path) -> Path:
+    """`tmp_path/repo/platform` with one Cluster (`cluster.yaml`) and one Deployment (`etl.yaml`)."""
+    platform = tmp_path / "repo" / "platform"
+    platform.mkdir(parents=True)
+    (platform / "cluster.yaml").write_text(CLUSTER_YAML)
+    (platform / "etl.yaml").write_text(deployment_yaml())
+    return platform
+
+
+def moto_environment(endpoint: str, *, drop: tuple[str, ...] = ("AWS_", "DRIFTWARDEN_")) -> dict[str, str]:
+    """This process's environment without variables starting with `drop`, pointed at `endpoint` with fake credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update({
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    })
+    return env
+
+
 def second_cluster_yaml() -> str:
     return (
         CLUSTER_YAML.replace(CLUSTER, "other-use1")
@@ -229,19 +253,10 @@ def origin(tmp_path: Path) -> Origin:
 def start_daemon(tmp_path: Path, aws_managed_policies, aws, moto_server: str) -> Iterator[Callable[..., DaemonProcess]]:
     """Start `driftwarden run` subprocesses against moto; every one still running is stopped at the end."""
     started: list[DaemonProcess] = []
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DRIFTWARDEN_", "GIT_"))}
+    environment = moto_environment(moto_server, drop=("AWS_", "DRIFTWARDEN_", "GIT_"))
     environment.update(HERMETIC_GIT_ENV)
-    environment.update({
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        # Few quick retries: a refused call should fail the pass, not stall it.
-        "AWS_MAX_ATTEMPTS": "2",
-    })
+    # Few quick retries: a refused call should fail the pass, not stall it.
+    environment["AWS_MAX_ATTEMPTS"] = "2"
 
     def start(source: str | Path, *extra: str, endpoint: str | None = None, name: str = "daemon") -> DaemonProcess:
         env = dict(environment)
@@ -619,10 +634,7 @@ def test_a_failing_account_backs_off_alone(tmp_path, start_daemon, aws, moto_ser
 
 def test_run_sandbox_serves_status_and_metrics_against_an_embedded_aws(tmp_path):
     """`run --sandbox` starts its own simulated AWS, applies a directory of manifests and says where /status is."""
-    platform = tmp_path / "repo" / "platform"
-    platform.mkdir(parents=True)
-    (platform / "cluster.yaml").write_text(CLUSTER_YAML)
-    (platform / "etl.yaml").write_text(deployment_yaml())
+    write_platform(tmp_path)
     # Nothing of the test session's AWS or moto settings: the sandbox makes its own.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DRIFTWARDEN_", "MOTO_"))}
     # Configuration through the environment, as in a container.

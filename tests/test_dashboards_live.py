@@ -30,7 +30,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
 import subprocess
 import threading
@@ -52,6 +51,8 @@ from test_daemon import (
     REGION,
     DaemonProcess,
     deployment_yaml,
+    moto_environment,
+    write_platform,
 )
 from test_dashboards_static import panel_expression, promtool, render, run_rule_tests, series  # noqa: F401  (a fixture)
 from test_prometheus_scrape import Prometheus, prometheus_binary  # noqa: F401  (a fixture)
@@ -263,10 +264,7 @@ def every_other(match: Callable[[RecordedRequest], bool]) -> Callable[[RecordedR
 @pytest.fixture
 def scenario(tmp_path: Path, aws_managed_policies, aws, moto_server: str, fault_proxy) -> Iterator[tuple[DaemonProcess, Path]]:
     """The daemon on the manifests, behind the fault proxy; yields it and the manifest directory."""
-    platform = tmp_path / "repo" / "platform"
-    platform.mkdir(parents=True)
-    (platform / "cluster.yaml").write_text(CLUSTER_YAML)
-    (platform / "etl.yaml").write_text(deployment_yaml())
+    platform = write_platform(tmp_path)
     (platform / "reports.yaml").write_text(warn_deployment())
     (platform / "frozen.yaml").write_text(suspended_deployment())
     fault_proxy.inject(
@@ -275,16 +273,7 @@ def scenario(tmp_path: Path, aws_managed_policies, aws, moto_server: str, fault_
         # panels about failures must show a failure that happened exactly once.
         [error("UnauthorizedOperation", status=403, message="You are not authorized to perform this operation.")],
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DRIFTWARDEN_"))}
-    env.update({
-        "AWS_ENDPOINT_URL": fault_proxy.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    })
+    env = moto_environment(fault_proxy.endpoint_url)
     args = ["--source", str(tmp_path / "repo"), "--path", "platform", "--interval", "1s", "--drift-interval", "1s",
             "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--log-format", "json"]
     daemon = DaemonProcess(args, env, tmp_path)

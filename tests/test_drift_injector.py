@@ -33,6 +33,7 @@ from test_daemon import (
     DaemonProcess,
     deployment_yaml,
     wait_for,
+    write_platform,
 )
 
 FAST = ReconcileSettings(apply=ApplySettings(wait=True, timeout_seconds=30, poll_seconds=0.05, max_workers=4))
@@ -238,10 +239,7 @@ def test_a_malformed_drift_period_is_a_usage_error(tmp_path):
 
 def test_a_sandboxed_daemon_with_drift_injection_finds_and_repairs_it(tmp_path):
     """`run --sandbox --sandbox-drift-every 1s` logs injected drift and reports it as detected drift in its metrics."""
-    platform = tmp_path / "repo" / "platform"
-    platform.mkdir(parents=True)
-    (platform / "cluster.yaml").write_text(CLUSTER_YAML)
-    (platform / "etl.yaml").write_text(deployment_yaml())
+    write_platform(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DRIFTWARDEN_", "MOTO_"))}
     env.update({"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "PYTHONUNBUFFERED": "1"})
     args = ["--sandbox", "--sandbox-drift-every", "1s", "--source", str(tmp_path / "repo"), "--path", "platform",

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from gitrepo import free_port
-from test_daemon import CLUSTER, CLUSTER_YAML, REGION, DaemonProcess, deployment_yaml, wait_for
+from test_daemon import CLUSTER, REGION, DaemonProcess, moto_environment, wait_for, write_platform
 
 
 @pytest.fixture
@@ -40,20 +40,8 @@ def prometheus_binary() -> str:
 @pytest.fixture
 def daemon(tmp_path: Path, aws_managed_policies, aws, moto_server: str) -> Iterator[DaemonProcess]:
     """`driftwarden run` on a directory of one Cluster and one Deployment, against moto."""
-    platform = tmp_path / "repo" / "platform"
-    platform.mkdir(parents=True)
-    (platform / "cluster.yaml").write_text(CLUSTER_YAML)
-    (platform / "etl.yaml").write_text(deployment_yaml())
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DRIFTWARDEN_"))}
-    env.update({
-        "AWS_ENDPOINT_URL": moto_server,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    })
+    write_platform(tmp_path)
+    env = moto_environment(moto_server)
     args = ["--source", str(tmp_path / "repo"), "--path", "platform", "--interval", "2s", "--drift-interval", "3s",
             "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--log-format", "json"]
     process = DaemonProcess(args, env, tmp_path)

@@ -112,15 +112,20 @@ def observe(
 
 
 def _read(sessions: AwsSessions, place: Place, provider: Provider, instance: str) -> list[Observed]:
+    found = _call(sessions, place, provider, instance, provider.read)
+    return [dataclasses.replace(item, account=place.account.id, region=place.region) for item in found]
+
+
+def _call(sessions: AwsSessions, place: Place, provider: Provider, instance: str, read: Callable[[Context], Any]) -> Any:
+    """`read(ctx)` in `place`, with any AWS error raised as driftwarden's own `ProviderError`."""
     ctx = context_for(sessions, place.account, place.region, instance)
     try:
-        found = provider.read(ctx)
+        return read(ctx)
     except Exception as exc:
         mapped = as_provider_error(exc, service=provider.service, account=account_ref(place.account), region=place.region)
         if mapped is None:
             raise
         raise mapped from exc
-    return [dataclasses.replace(item, account=place.account.id, region=place.region) for item in found]
 
 
 def confirm(
@@ -146,17 +151,9 @@ def confirm(
     by_place = {(place.account.id, place.region): place for place in places}
 
     def reread(item: Observed) -> Observed | None:
-        place = by_place[(item.account, item.region)]
-        ctx = context_for(sessions, place.account, place.region, instance)
         provider = providers[item.type]
-        try:
-            fresh = provider.refresh(ctx, item)
-        except Exception as exc:
-            mapped = as_provider_error(exc, service=provider.service, account=account_ref(place.account),
-                                       region=place.region)
-            if mapped is None:
-                raise
-            raise mapped from exc
+        fresh = _call(sessions, by_place[(item.account, item.region)], provider, instance,
+                      lambda ctx: provider.refresh(ctx, item))
         if fresh is None or not fresh.managed_by(instance):
             return None
         return dataclasses.replace(fresh, account=item.account, region=item.region, confirmed=True)

@@ -132,21 +132,23 @@ def _scalar_rules(schema: Mapping[str, Any]) -> list[str]:
         rules.append(f"must not match {_code(schema['not']['pattern'])}")
     if "format" in schema:
         rules.append(f"format {_code(schema['format'])}")
-    low, high = schema.get("minimum"), schema.get("maximum")
-    if low is not None and high is not None:
-        rules.append(f"{low} to {high}")
-    elif low is not None:
-        rules.append(f"at least {low}")
-    elif high is not None:
-        rules.append(f"at most {high}")
-    low, high = schema.get("minLength"), schema.get("maxLength")
-    if low is not None and high is not None:
-        rules.append(f"{low} to {high} characters")
-    elif high is not None:
-        rules.append(f"at most {high} characters")
-    elif low is not None:
-        rules.append(f"at least {low} character{'s' if low != 1 else ''}")
+    for rule in (_bounds(schema.get("minimum"), schema.get("maximum"), lambda n: ""),
+                 _bounds(schema.get("minLength"), schema.get("maxLength"),
+                         lambda n: " character" if n == 1 else " characters")):
+        if rule:
+            rules.append(rule)
     return rules
+
+
+def _bounds(low: Any, high: Any, unit: Callable[[Any], str]) -> str | None:
+    """`low to high`, `at least low` or `at most high`, each number followed by its `unit`."""
+    if low is not None and high is not None:
+        return f"{low} to {high}{unit(high)}"
+    if low is not None:
+        return f"at least {low}{unit(low)}"
+    if high is not None:
+        return f"at most {high}{unit(high)}"
+    return None
 
 
 def _rules(schema: Mapping[str, Any]) -> str:
@@ -272,7 +274,7 @@ def manifest_fields(kind: str, schemas: SchemaSet | None = None) -> list[FieldDo
     # The inlined form (every $ref resolved), exactly what validation checks documents against;
     # SchemaSet keeps it to itself, this module is its only other reader.
     rows: list[FieldDoc] = []
-    _children(_flat(schemas._inlined[kind]), "", rows)
+    _children(_flat(schemas.inlined(kind)), "", rows)
     return rows
 
 

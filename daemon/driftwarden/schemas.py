@@ -72,6 +72,10 @@ class SchemaSet:
             for kind, schema in self._inlined.items()
         }
 
+    def inlined(self, kind: str) -> Mapping[str, Any]:
+        """The self-contained schema of `kind` (every `$ref` resolved); read it, do not change it."""
+        return self._inlined[kind]
+
     def _inline_root(self, schema: dict[str, Any]) -> dict[str, Any]:
         inlined = self._inline(schema, schema["$id"], 0)
         inlined.pop("$defs", None)

@@ -10,7 +10,6 @@ tests), so it is made directly with boto3 and handed over as resolved `Ref` attr
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -20,10 +19,10 @@ import driftwarden.providers.db_subnet_group  # noqa: F401  (registers the provi
 from driftwarden.errors import PermanentProviderError
 from driftwarden.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource, build_graph
 from driftwarden.observe import context_for
-from driftwarden.plan import diff_fields, diff_tags, make_plan, resolve
+from driftwarden.plan import diff_fields, make_plan
 from driftwarden.providers.aws import CountingObserver
-from driftwarden.providers.base import REGISTRY, Observed, Provider
 from driftwarden.validation import validate_documents
+from provider_world import ProviderWorld
 
 ACCOUNT = "310987654321"
 REGION = "us-east-1"
@@ -67,10 +66,11 @@ def with_database(**database: Any) -> str:
     return manifest.replace("db.m6g.large", database.get("dbInstanceType", "db.m6g.large"))
 
 
-class Metadata:
+class Metadata(ProviderWorld):
     """One cluster's metadata-database resources, a driftwarden context and out-of-band clients."""
 
     def __init__(self, aws: Any, manifest: str = MANIFEST) -> None:
+        super().__init__()
         self.resources = cluster_resources(manifest)
         account = self.resources["db-instance"].account
         self.observer = CountingObserver()
@@ -79,8 +79,6 @@ class Metadata:
         # Out of band: what a person with console access does behind driftwarden's back.
         self.rds = aws.account_client(account.id, "rds", REGION)
         self.ec2 = aws.account_client(account.id, "ec2", REGION)
-        self.attributes: dict[str, Mapping[str, Any]] = {}
-        self.observed: dict[str, Observed] = {}
         self._scenery()
 
     def _scenery(self) -> None:
@@ -101,54 +99,6 @@ class Metadata:
     def id_of(self, component: str) -> str:
         return self.attributes[self.resources[component].key]["id"]
 
-    def provider(self, component: str) -> Provider:
-        return REGISTRY[self.resources[component].type]
-
-    def desired(self, component: str) -> dict[str, Any]:
-        """The component's desired fields with Refs resolved, normalised by its provider."""
-        resource = self.resources[component]
-        return self.provider(component).normalize_desired(resolve(resource.desired, self.attributes))
-
-    def create(self, *components: str) -> Observed:
-        """Create components in order with their providers; returns the last one."""
-        created = None
-        for component in components:
-            resource = self.resources[component]
-            created = self.provider(component).create(self.ctx, resource, self.desired(component))
-            self.attributes[resource.key] = created.attributes
-            self.observed[component] = created
-        assert created is not None
-        return created
-
-    def read(self, component: str) -> list[Observed]:
-        """What the component's provider reads that carries this component's key."""
-        key = self.resources[component].key
-        return [o for o in self.provider(component).read(self.ctx) if o.key == key]
-
-    def read_one(self, component: str) -> Observed:
-        found = self.read(component)
-        assert len(found) == 1, found
-        return found[0]
-
-    def diff(self, component: str, observed: Observed) -> list[Any]:
-        """Field and tag differences between Git and `observed`, as the plan computes them."""
-        provider = self.provider(component)
-        resource = self.resources[component]
-        return diff_fields(self.desired(component), observed.fields, skip=provider.create_only) + diff_tags(
-            resource.tags, observed.tags
-        )
-
-    def changed(self, component: str, observed: Observed) -> list[str]:
-        """The top-level names `apply.py` hands to `update` for this diff."""
-        return sorted({d.path.split(".")[0] for d in self.diff(component, observed)})
-
-    def update(self, component: str, observed: Observed) -> Observed:
-        """Run `update` with exactly what the plan would hand over."""
-        changed = self.changed(component, observed)
-        assert changed, "update called without drift"
-        return self.provider(component).update(
-            self.ctx, self.resources[component], self.desired(component), observed, changed
-        )
 
     def tags_of(self, arn: str) -> dict[str, str]:
         return {t["Key"]: t["Value"] for t in self.rds.list_tags_for_resource(ResourceName=arn)["TagList"]}

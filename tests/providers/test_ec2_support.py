@@ -8,7 +8,6 @@ registry, exactly as the engine calls them; dependencies are created with their 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ import pytest
 from driftwarden.errors import NotFoundError, PermanentProviderError
 from driftwarden.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource, build_graph
 from driftwarden.observe import context_for
-from driftwarden.plan import diff_fields, diff_tags, resolve
 
 # Importing a provider module registers its provider.
 from driftwarden.providers import (  # noqa: F401
@@ -29,9 +27,10 @@ from driftwarden.providers import (  # noqa: F401
     vpc,
 )
 from driftwarden.providers.aws import CountingObserver, iam_action
-from driftwarden.providers.base import REGISTRY, Observed, Provider
+from driftwarden.providers.base import Observed
 from driftwarden.providers.ec2 import absent, client_token, is_absent, status_of
 from driftwarden.validation import validate_documents
+from provider_world import ProviderWorld
 
 ACCOUNT = "210987654321"
 REGION = "us-east-1"
@@ -69,10 +68,11 @@ def make_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     return Network(request.getfixturevalue("aws"), manifest)
 
 
-class Network:
+class Network(ProviderWorld):
     """One cluster's network resources, a driftwarden context and an out-of-band EC2 client."""
 
     def __init__(self, aws: Any, manifest: str = MANIFEST) -> None:
+        super().__init__()
         self.resources = cluster_resources(manifest)
         account = self.resources["vpc"].account
         self.observer = CountingObserver()
@@ -80,57 +80,6 @@ class Network:
         self.ctx = context_for(self.sessions, account, REGION, INSTANCE)
         # Out of band: what a person with console access does behind driftwarden's back.
         self.ec2 = aws.account_client(account.id, "ec2", REGION)
-        self.attributes: dict[str, Mapping[str, Any]] = {}
-        self.observed: dict[str, Observed] = {}
-
-    def provider(self, component: str) -> Provider:
-        return REGISTRY[self.resources[component].type]
-
-    def desired(self, component: str) -> dict[str, Any]:
-        """The component's desired fields with Refs resolved, normalised by its provider."""
-        resource = self.resources[component]
-        return self.provider(component).normalize_desired(resolve(resource.desired, self.attributes))
-
-    def create(self, *components: str) -> Observed:
-        """Create components in order with their providers; returns the last one."""
-        created = None
-        for component in components:
-            resource = self.resources[component]
-            created = self.provider(component).create(self.ctx, resource, self.desired(component))
-            self.attributes[resource.key] = created.attributes
-            self.observed[component] = created
-        assert created is not None
-        return created
-
-    def read(self, component: str) -> list[Observed]:
-        """What the component's provider reads that carries this component's key."""
-        key = self.resources[component].key
-        return [o for o in self.provider(component).read(self.ctx) if o.key == key]
-
-    def read_one(self, component: str) -> Observed:
-        found = self.read(component)
-        assert len(found) == 1, found
-        return found[0]
-
-    def diff(self, component: str, observed: Observed) -> list[Any]:
-        """Field and tag differences between Git and `observed`, as the plan computes them."""
-        provider = self.provider(component)
-        resource = self.resources[component]
-        return diff_fields(self.desired(component), observed.fields, skip=provider.create_only) + diff_tags(
-            resource.tags, observed.tags
-        )
-
-    def changed(self, component: str, observed: Observed) -> list[str]:
-        """The top-level names `apply.py` hands to `update` for this diff."""
-        return sorted({d.path.split(".")[0] for d in self.diff(component, observed)})
-
-    def update(self, component: str, observed: Observed) -> Observed:
-        """Run `update` with exactly what the plan would hand over."""
-        changed = self.changed(component, observed)
-        assert changed, "update called without drift"
-        return self.provider(component).update(
-            self.ctx, self.resources[component], self.desired(component), observed, changed
-        )
 
     def tags_of(self, resource_id: str) -> dict[str, str]:
         found = self.ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [resource_id]}])["Tags"]

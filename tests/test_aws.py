@@ -544,3 +544,19 @@ def test_sandbox_without_moto_explains_how_to_install_it(monkeypatch: pytest.Mon
 
     with pytest.raises(DriftwardenError, match=r"pip install 'driftwarden\[sandbox\]'"):
         Sandbox().start()
+
+
+def test_client_config_follows_the_standard_retry_environment(monkeypatch) -> None:
+    """AWS_RETRY_MODE and AWS_MAX_ATTEMPTS reach every client (adaptive: client-side rate limiting); explicit values win."""
+    from driftwarden.providers.aws import client_config
+
+    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    assert client_config().retries == {"mode": "standard", "total_max_attempts": 5}
+    monkeypatch.setenv("AWS_RETRY_MODE", "adaptive")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    assert client_config().retries == {"mode": "adaptive", "total_max_attempts": 2}
+    assert client_config(retry_mode="standard", max_attempts=7).retries == {"mode": "standard", "total_max_attempts": 7}
+    monkeypatch.setenv("AWS_RETRY_MODE", "legacy")  # not ours to pick: the jittered standard mode
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "zero")
+    assert client_config().retries == {"mode": "standard", "total_max_attempts": 5}

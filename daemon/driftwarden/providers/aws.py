@@ -30,6 +30,7 @@ session token) or the ExternalId; decide anything about resources (that is the p
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import threading
@@ -386,8 +387,8 @@ def _result_of(error: BaseException) -> CallResult:
 
 def client_config(
     *,
-    retry_mode: Literal["standard", "adaptive"] = "standard",
-    max_attempts: int = 5,
+    retry_mode: Literal["standard", "adaptive"] | None = None,
+    max_attempts: int | None = None,
     connect_timeout: float = 5.0,
     read_timeout: float = 30.0,
     max_pool_connections: int = 32,
@@ -397,8 +398,15 @@ def client_config(
     "standard" retries throttling, 5xx, timeouts and connection errors with jittered
     exponential backoff (capped at 20 s per wait by botocore); "adaptive" adds client-side rate
     limiting per client, i.e. per account, region and service here. `max_attempts` counts the
-    first attempt. The connection pool is sized for the reconcile thread pool.
+    first attempt. Left out, both follow boto3's standard environment (``AWS_RETRY_MODE``,
+    ``AWS_MAX_ATTEMPTS``), else "standard" and 5: an explicit Config would otherwise hide those
+    variables from botocore. The connection pool is sized for the reconcile thread pool.
     """
+    if retry_mode is None:
+        mode = os.environ.get("AWS_RETRY_MODE", "standard")
+        retry_mode = "adaptive" if mode == "adaptive" else "standard"
+    if max_attempts is None:
+        max_attempts = _positive_int(os.environ.get("AWS_MAX_ATTEMPTS"), default=5)
     return Config(
         # botocore's Config "max_attempts" counts retries only; "total_max_attempts" counts
         # the first attempt too, like AWS_MAX_ATTEMPTS and the config file do.
@@ -408,6 +416,14 @@ def client_config(
         max_pool_connections=max_pool_connections,
         user_agent_extra="driftwarden",
     )
+
+
+def _positive_int(text: str | None, *, default: int) -> int:
+    try:
+        value = int(text) if text is not None else default
+    except ValueError:
+        return default
+    return value if value >= 1 else default
 
 
 # --------------------------------------------------------------------------------------------

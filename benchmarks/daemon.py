@@ -2,7 +2,7 @@
 
 The daemon runs as an operator runs it: a `driftwarden run` subprocess following a real bare Git
 remote (`tests/gitrepo.Origin`), talking over HTTP to moto's server, which runs in a SEPARATE
-process (`driftwarden.sandbox.Sandbox` in a child Python), so that the CPU time and RSS read
+process (`driftwarden.sandbox.server.Sandbox` in a child Python), so that the CPU time and RSS read
 from /proc/<pid> of the daemon are the daemon's own, not the simulated AWS's. The daemon gets
 `AWS_ENDPOINT_URL` and fake credentials as tests/test_daemon.py gives them. Everything is
 observed from outside: the daemon's /status and /metrics, its JSON log, and moto itself.
@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import reconcile  # noqa: E402  (the manifest generator of the reconcile benchmark)
-from driftwarden.daemon import parse_duration  # noqa: E402
+from driftwarden.runtime.daemon import parse_duration  # noqa: E402
 from gitrepo import HERMETIC_GIT_ENV, Origin  # noqa: E402
 
 DRIFTWARDEN = shutil.which("driftwarden", path=str(Path(sys.executable).parent)) or "driftwarden"
@@ -82,7 +82,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = 0.02  # seconds between polls of an observable condition
 MOTO_CHILD = """
 import sys
-from driftwarden.sandbox import Sandbox
+from driftwarden.sandbox.server import Sandbox
 sandbox = Sandbox(load_managed_policies=True)
 sandbox.start()
 print(sandbox.endpoint_url, flush=True)

@@ -3,7 +3,7 @@
 What is measured, for each size N (default 1, 10 and 100 Clusters, each with 3 Deployments):
 
 1. A platform of N Clusters and 3N Deployments is generated in a temporary directory, one
-   manifest per file, and checked with `driftwarden.validation.validate_paths` (in-process).
+   manifest per file, and checked with `driftwarden.manifests.validation.validate_paths` (in-process).
    The Clusters are spread the way a platform team spreads them: 10 per AWS account, those
    alternating between two regions (us-east-1, eu-west-1), so N = 1, 10, 100 covers 1, 1 and
    10 accounts and 1, 2 and 20 (account, region) *places*. Every Cluster has its own /20
@@ -13,7 +13,7 @@ What is measured, for each size N (default 1, 10 and 100 Clusters, each with 3 D
    and secret variables read via `valueFrom` (Secrets Manager and SSM); ML on KUBERNETES with
    a secret read from an environment variable; reports on CELERY with the default queue and
    no secret (so it has no Secrets Manager secret).
-2. The embedded sandbox (`driftwarden.sandbox.Sandbox`: moto's server on 127.0.0.1, in this
+2. The embedded sandbox (`driftwarden.sandbox.server.Sandbox`: moto's server on 127.0.0.1, in this
    process) is started once and reset before each size. driftwarden talks to it over HTTP
    through its own AWS layer, `AwsSessions` (fake control credentials, `endpoint_url` of the
    sandbox, AssumeRole with the ExternalId into every target account). Calls are counted by
@@ -38,7 +38,7 @@ What is measured, for each size N (default 1, 10 and 100 Clusters, each with 3 D
       plan runs (paying AssumeRole, first calls, new connections); next to (b) and (c) this
       shows where a fresh plan's extra cost goes.
    The split of each pass's wall time between observing AWS (`observe`) and the pure work
-   (graph, diff) is measured by wrapping those functions of `driftwarden.reconcile`; pauses of
+   (graph, diff) is measured by wrapping those functions of `driftwarden.engine.reconcile`; pauses of
    Python's garbage collector are timed with `gc.callbacks`. Since the sandbox's state lives in
    this process, a full collection walks moto's objects too (about 4 s at 100 clusters), and
    whether one falls inside a pass would be chance; so each pass starts with the collector
@@ -95,10 +95,18 @@ from typing import Any, Final
 import boto3
 import botocore
 
-import driftwarden.reconcile as reconcile_module
-from driftwarden.apply import ApplySettings
-from driftwarden.graph import Resource
-from driftwarden.observe import account_ref, places_of
+import driftwarden.engine.reconcile as reconcile_module
+from driftwarden.engine.apply import ApplySettings
+from driftwarden.engine.graph import Resource
+from driftwarden.engine.observe import account_ref, places_of
+from driftwarden.engine.reconcile import (
+    PassResult,
+    ReconcileSettings,
+    apply_once,
+    plan_once,
+    sandbox_secret_resolver,
+)
+from driftwarden.manifests.validation import ValidationResult, validate_paths
 from driftwarden.providers.aws import (
     AccountRef,
     AwsSessions,
@@ -108,15 +116,7 @@ from driftwarden.providers.aws import (
 )
 from driftwarden.providers.base import Provider
 from driftwarden.providers.registry import load_providers
-from driftwarden.reconcile import (
-    PassResult,
-    ReconcileSettings,
-    apply_once,
-    plan_once,
-    sandbox_secret_resolver,
-)
-from driftwarden.sandbox import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY, Sandbox
-from driftwarden.validation import ValidationResult, validate_paths
+from driftwarden.sandbox.server import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY, Sandbox
 
 CLUSTERS_PER_ACCOUNT = 10
 REGIONS = ("us-east-1", "eu-west-1")
@@ -327,7 +327,7 @@ def write_platform(root: Path, clusters: int) -> Shape:
 
 @dataclass
 class Phases:
-    """Wall time spent inside functions of `driftwarden.reconcile` during one pass, and in GC."""
+    """Wall time spent inside functions of `driftwarden.engine.reconcile` during one pass, and in GC."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     # Pauses of Python's cyclic garbage collector (any thread), and how many were full (gen 2).
@@ -337,7 +337,7 @@ class Phases:
 
 @contextlib.contextmanager
 def timed_phases(names: Sequence[str]) -> Iterator[Phases]:
-    """Wrap the named module-level functions of `driftwarden.reconcile` with timers; time GC.
+    """Wrap the named module-level functions of `driftwarden.engine.reconcile` with timers; time GC.
 
     The sandbox's state lives in this process, so a full collection walks moto's objects as
     well as driftwarden's: with hundreds of clusters in the sandbox that is most of the heap.

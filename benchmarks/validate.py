@@ -620,8 +620,8 @@ def run_driftwarden(manifests: ManifestSet, repeat: int, scratch: Path) -> Drift
 _IN_PROCESS = """
 import json, pathlib, sys, time
 started = time.perf_counter()
-from driftwarden import render
-from driftwarden.validation import validate_paths
+from driftwarden.cli import render
+from driftwarden.manifests.validation import validate_paths
 imported = time.perf_counter()
 result = validate_paths(["manifests"], cache_dir=pathlib.Path(sys.argv[1]))
 validated = time.perf_counter()
@@ -749,7 +749,7 @@ def startup_floor() -> Run:
 
 _PROFILE = """
 import cProfile, pathlib, pstats, sys, tempfile
-from driftwarden.validation import validate_paths
+from driftwarden.manifests.validation import validate_paths
 
 def show(title, run, orders):
     profile = cProfile.Profile()

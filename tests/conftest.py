@@ -2,7 +2,7 @@
 as a target account.
 
 * `moto_server` (session): moto's `ThreadedMotoServer` on 127.0.0.1 (through
-  `driftwarden.sandbox.Sandbox`); yields its endpoint URL. ``AWS_ENDPOINT_URL`` points at it
+  `driftwarden.sandbox.server.Sandbox`); yields its endpoint URL. ``AWS_ENDPOINT_URL`` points at it
   for the whole session, so even a client built without an endpoint never leaves loopback.
 * `aws` (function, not autouse): resets moto's state, then gives an `AwsHelper`:
   `control_session()`, `account_client(account_id, service, region)` (acting inside a target
@@ -36,7 +36,7 @@ from botocore.config import Config
 from botocore.loaders import Loader
 
 from driftwarden.providers.aws import ApiCallObserver, AwsSessions, client_config
-from driftwarden.sandbox import Sandbox, reset_moto
+from driftwarden.sandbox.server import Sandbox, reset_moto
 from faultproxy import FaultProxy
 
 CONTROL_ACCOUNT_ID = "123456789012"  # moto's default account: the daemon's own

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from driftwarden.graph import Resource
-from driftwarden.plan import diff_fields, diff_tags, resolve
+from driftwarden.engine.graph import Resource
+from driftwarden.engine.plan import diff_fields, diff_tags, resolve
 from driftwarden.providers.base import REGISTRY, Context, Observed, Provider
 
 

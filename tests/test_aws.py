@@ -31,7 +31,7 @@ from driftwarden.providers.aws import (
     map_error,
     paginate,
 )
-from driftwarden.sandbox import CLEARED_VARIABLES, Sandbox
+from driftwarden.sandbox.server import CLEARED_VARIABLES, Sandbox
 from faultproxy import (
     OK,
     SERVER_ERROR,

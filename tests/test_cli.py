@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from driftwarden.validation import validate_paths
+from driftwarden.manifests.validation import validate_paths
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "manifests"

@@ -216,7 +216,7 @@ def test_the_healthcheck_asks_healthz_on_the_daemons_metrics_port(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """HEALTHCHECK runs Python (no curl) on /healthz at DRIFTWARDEN_METRICS_PORT, the CLI's default and EXPOSE."""
-    from driftwarden.cli import build_parser
+    from driftwarden.cli.main import build_parser
 
     (healthcheck,) = final("HEALTHCHECK")
     options, _, command = healthcheck.args.partition("CMD ")
@@ -272,7 +272,7 @@ def test_the_healthcheck_command_fails_when_healthz_answers_503(
 
 def test_the_cache_volume_is_the_only_writable_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """HOME, TMPDIR and driftwarden's cache dir are all in the VOLUME, made for the image's user."""
-    from driftwarden.validation import default_cache_dir
+    from driftwarden.manifests.validation import default_cache_dir
 
     (volume,) = final("VOLUME")
     (cache,) = exec_form(volume.args)

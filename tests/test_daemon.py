@@ -659,8 +659,8 @@ def test_durations_and_apply_windows_read_like_crontab():
     """Durations take s/m/h suffixes; apply-window weekdays count from Sunday = 0 (or 7), as crontab does."""
     from datetime import UTC, datetime
 
-    from driftwarden.daemon import ApplyWindows, parse_duration
     from driftwarden.errors import UsageError
+    from driftwarden.runtime.daemon import ApplyWindows, parse_duration
 
     assert [parse_duration(t) for t in ("30s", "5m", "1h", "1h30m", "90", "0.5s")] == [30, 300, 3600, 5400, 90, 0.5]
     for bad in ("", "5x", "m5", "0s", "-1m"):

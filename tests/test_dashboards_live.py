@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from driftwarden.drift_injector import DriftInjector
+from driftwarden.sandbox.drift_injector import DriftInjector
 from faultproxy import THROTTLE, RecordedRequest, error
 from test_daemon import (
     ACCOUNT,

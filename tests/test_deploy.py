@@ -1,7 +1,7 @@
 """deploy/: the ECS task definition and the IAM policies agree with the code they configure.
 
 Static checks, no AWS: the task definition's DRIFTWARDEN_* variables are ones `driftwarden run`
-reads (found from the argparse parser, see `driftwarden.reference.environment_variables`) and
+reads (found from the argparse parser, see `driftwarden.cli.reference.environment_variables`) and
 parse as the flags would; its port, health check, volumes and stop timeout match the daemon;
 the policies are valid IAM documents naming the schema's default role; every placeholder is
 explained in deploy/README.md.
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from driftwarden import reference
-from driftwarden.cli import build_parser
-from driftwarden.daemon import DaemonSettings
+from driftwarden.cli import reference
+from driftwarden.cli.main import build_parser
+from driftwarden.runtime.daemon import DaemonSettings
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -199,7 +199,7 @@ def test_the_control_account_may_read_valuefrom_sources():
     """secretsmanager:GetSecretValue and ssm:GetParameter, as the control-account secret resolver calls them."""
     actions = {a for s in statements(load(CONTROL_POLICY)) for a in as_list(s["Action"])}
     assert {"secretsmanager:GetSecretValue", "ssm:GetParameter"} <= actions
-    resolver = (REPO / "daemon" / "driftwarden" / "reconcile.py").read_text()
+    resolver = (REPO / "daemon" / "driftwarden" / "engine" / "reconcile.py").read_text()
     assert "get_secret_value(" in resolver and "get_parameter(" in resolver
 
 

@@ -17,13 +17,18 @@ from typing import Any
 
 import pytest
 
-from driftwarden.apply import ApplySettings
-from driftwarden.drift_injector import KIND_NAMES, DriftInjector, Injection
+from driftwarden.engine.apply import ApplySettings
+from driftwarden.engine.reconcile import (
+    ReconcileSettings,
+    apply_once,
+    plan_once,
+    sandbox_secret_resolver,
+)
 from driftwarden.errors import DriftwardenError
-from driftwarden.logs import EventLog
-from driftwarden.reconcile import ReconcileSettings, apply_once, plan_once, sandbox_secret_resolver
-from driftwarden.sandbox import simulated_places
-from driftwarden.validation import validate_paths
+from driftwarden.manifests.validation import validate_paths
+from driftwarden.runtime.logs import EventLog
+from driftwarden.sandbox.drift_injector import KIND_NAMES, DriftInjector, Injection
+from driftwarden.sandbox.server import simulated_places
 from moto_state import fill_eks_tagging_gaps
 from test_daemon import (
     ACCOUNT,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from driftwarden.graph import (
+from driftwarden.engine.graph import (
     TAG_COMPONENT,
     TAG_DELETION_POLICY,
     TAG_MANAGED_BY,
@@ -18,7 +18,7 @@ from driftwarden.graph import (
     carve_subnets,
     nodegroup_name,
 )
-from driftwarden.validation import validate_paths
+from driftwarden.manifests.validation import validate_paths
 
 CLUSTER = """\
 apiVersion: driftwarden/v1

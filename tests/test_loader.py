@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from driftwarden.loader import Limits, discover, load_bytes, load_file
+from driftwarden.manifests.loader import Limits, discover, load_bytes, load_file
 
 
 def only_problem(source: bytes, limits: Limits = Limits()):

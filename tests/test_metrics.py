@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftwarden.metrics import Metrics, ObjectStatus
+from driftwarden.runtime.metrics import Metrics, ObjectStatus
 
 CONTRACT = {
     "driftwarden_reconcile_duration_seconds": "histogram",

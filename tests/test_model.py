@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftwarden.model import (
+from driftwarden.manifests.model import (
     API_VERSION,
     Cluster,
     Origin,
@@ -21,7 +21,7 @@ from driftwarden.model import (
     normalize_spec,
     prepare_defaults,
 )
-from driftwarden.validation import default_schemas, validate_documents
+from driftwarden.manifests.validation import default_schemas, validate_documents
 
 MINIMAL_CLUSTER = """\
 apiVersion: driftwarden/v1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from driftwarden.graph import (
+from driftwarden.engine.graph import (
     TAG_DESIRED_HASH,
     Ref,
     Resource,
@@ -13,8 +13,8 @@ from driftwarden.graph import (
     ownership_tags,
     with_desired_hash,
 )
-from driftwarden.model import Account, FrozenMap
-from driftwarden.plan import UNKNOWN, diff_fields, make_plan
+from driftwarden.engine.plan import UNKNOWN, diff_fields, make_plan
+from driftwarden.manifests.model import Account, FrozenMap
 from driftwarden.providers.base import Context, Observed, Provider
 
 ACCOUNT = Account("111111111111", "driftwarden-remote-management", "ext")

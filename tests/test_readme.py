@@ -2,7 +2,7 @@
 validate, and every command of its ```sh blocks is run here or named with the test that runs it.
 
 Generated sections (manifest fields, command options, metrics) come from
-`driftwarden.reference`; when one differs, regenerate with ``python -m driftwarden.reference``.
+`driftwarden.cli.reference`; when one differs, regenerate with ``python -m driftwarden.cli.reference``.
 
 Commands: every line of a ```sh (or bash, shell, console) block must be a key of `COVERAGE`,
 either `RunHere` (run as a user would, from the repository's root, asserting the exit code and
@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from driftwarden import reference
-from driftwarden.metrics import Metrics
-from driftwarden.validation import validate_paths
+from driftwarden.cli import reference
+from driftwarden.manifests.validation import validate_paths
+from driftwarden.runtime.metrics import Metrics
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -77,7 +77,7 @@ COVERAGE: dict[str, RunHere | CoveredBy] = {
     ),
     "driftwarden iam-policy": RunHere(0, r'"Resource": "arn:aws:iam::\*:role/driftwarden-\*"'),
     "driftwarden schema cluster": RunHere(0, r'"\$id": "https://driftwarden.dev/schemas/v1/cluster.schema.json"'),
-    "python -m driftwarden.reference --check": RunHere(0, r"generated sections are up to date"),
+    "python -m driftwarden.cli.reference --check": RunHere(0, r"generated sections are up to date"),
 }
 
 
@@ -237,19 +237,19 @@ def test_make_run_starts_the_daemon_over_the_example_platform(tmp_path):
 
 
 def test_generated_sections_match_the_schemas_the_cli_and_the_metrics():
-    """README.md's reference sections are exactly what `python -m driftwarden.reference` writes."""
+    """README.md's reference sections are exactly what `python -m driftwarden.cli.reference` writes."""
     text = README.read_text()
     rendered, missing = reference.render(text)
     assert not missing, (
         f"README.md has no place for the generated section(s) {missing}: add "
         "'<!-- reference:NAME:begin -->' and '<!-- reference:NAME:end -->' lines where they belong, "
-        "then run `python -m driftwarden.reference`"
+        "then run `python -m driftwarden.cli.reference`"
     )
     if rendered != text:
         diff = "".join(difflib.unified_diff(text.splitlines(True), rendered.splitlines(True), "README.md", "generated", n=1))
         pytest.fail(
             "README.md's generated reference is out of date (a schema, a command's options or a metric "
-            f"changed): run `python -m driftwarden.reference` and commit README.md.\n{diff[:6000]}"
+            f"changed): run `python -m driftwarden.cli.reference` and commit README.md.\n{diff[:6000]}"
         )
 
 

@@ -10,12 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from driftwarden.apply import ApplySettings
-from driftwarden.graph import build_graph
+from driftwarden.engine.apply import ApplySettings
+from driftwarden.engine.graph import build_graph
+from driftwarden.engine.reconcile import (
+    ReconcileSettings,
+    apply_once,
+    plan_once,
+    sandbox_secret_resolver,
+)
+from driftwarden.manifests.validation import validate_paths
 from driftwarden.providers.aws import CountingObserver, iam_action
-from driftwarden.reconcile import ReconcileSettings, apply_once, plan_once, sandbox_secret_resolver
-from driftwarden.sandbox import seed_existing
-from driftwarden.validation import validate_paths
+from driftwarden.sandbox.server import seed_existing
 from faultproxy import error, operation_is, server_error
 from moto_state import fill_eks_tagging_gaps
 
@@ -336,8 +341,8 @@ def test_no_wait_returns_and_a_later_run_finishes_without_duplicates(platform, a
 
 def test_every_aws_call_of_a_full_lifecycle_is_declared_for_iam_policy(platform, aws):
     """Create, repair drift and prune with Delete: every call made is an action iam-policy grants."""
-    from driftwarden import preflight
-    from driftwarden.graph import TYPE_ORDER
+    from driftwarden.engine import preflight
+    from driftwarden.engine.graph import TYPE_ORDER
     from driftwarden.providers.registry import load_providers
 
     providers = load_providers()
@@ -428,7 +433,7 @@ def test_warn_only_object_reports_drift_but_receives_changes_made_in_git(platfor
 
 def test_prune_finds_a_removed_cluster_whose_place_left_git_only_when_told_of_it(platform, aws):
     """dev-use1 (and its Deployment) are alone in their account: once gone from Git, prune sees them via `retired_places`."""
-    from driftwarden.observe import Place
+    from driftwarden.engine.observe import Place
 
     result = run_apply(platform, aws.sessions())
     assert_all_applied(result)

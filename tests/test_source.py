@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from driftwarden.errors import SourceError, UsageError
-from driftwarden.loader import Limits
-from driftwarden.source import (
+from driftwarden.manifests.loader import Limits
+from driftwarden.runtime.source import (
     DirectorySource,
     GitCredentials,
     GitSource,

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from driftwarden.validation import validate_paths
+from driftwarden.manifests.validation import validate_paths
 
 CORPUS = Path(__file__).parent / "corpus"
 PACKAGE = Path(__file__).parent.parent / "daemon" / "driftwarden"
@@ -125,7 +125,7 @@ def test_every_problem_carries_kind_and_name_of_its_object(monkeypatch):
 
 def test_every_rule_of_the_validator_has_a_corpus_case():
     """Each rule id that validation.py or astro.py can report appears in some corpus marker."""
-    source = (PACKAGE / "validation.py").read_text() + (PACKAGE / "astro.py").read_text()
+    source = (PACKAGE / "manifests" / "validation.py").read_text() + (PACKAGE / "manifests" / "astro.py").read_text()
     rules = set(re.findall(r'"((?:cluster|deployment|manifest|secret)\.[a-z-]+)"', source))
     assert len(rules) > 10  # the scan itself works
     covered = {e.rule for group in ("invalid", "warnings") for case in (CORPUS / group).iterdir() for e in expectations(case)}

@@ -25,9 +25,9 @@ from test_db_subnet_group import (
     with_database,
 )
 
+from driftwarden.engine.graph import OWNERSHIP_TAGS
+from driftwarden.engine.plan import diff_fields, make_plan
 from driftwarden.errors import PermanentProviderError
-from driftwarden.graph import OWNERSHIP_TAGS
-from driftwarden.plan import diff_fields, make_plan
 from driftwarden.providers.aws import iam_action
 from driftwarden.providers.db_instance import (
     DEFAULT_APPLY_IMMEDIATELY,

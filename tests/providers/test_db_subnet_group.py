@@ -16,12 +16,12 @@ import pytest
 
 import driftwarden.providers.db_instance
 import driftwarden.providers.db_subnet_group  # noqa: F401  (registers the provider)
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource, build_graph
+from driftwarden.engine.observe import context_for
+from driftwarden.engine.plan import diff_fields, make_plan
 from driftwarden.errors import PermanentProviderError
-from driftwarden.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource, build_graph
-from driftwarden.observe import context_for
-from driftwarden.plan import diff_fields, make_plan
+from driftwarden.manifests.validation import validate_documents
 from driftwarden.providers.aws import CountingObserver
-from driftwarden.validation import validate_documents
 from provider_world import ProviderWorld
 
 ACCOUNT = "310987654321"

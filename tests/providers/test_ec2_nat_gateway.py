@@ -23,8 +23,8 @@ from test_ec2_support import (
     make_network,
 )
 
-from driftwarden.apply import Applier, ApplySettings
-from driftwarden.plan import Change, make_plan
+from driftwarden.engine.apply import Applier, ApplySettings
+from driftwarden.engine.plan import Change, make_plan
 
 NAT = "nat-gateway/a"
 DEPENDENCIES = ("vpc", "subnet/public-a", "internet-gateway", "elastic-ip/nat-a")

@@ -14,8 +14,8 @@ from test_ec2_support import (
     make_network,
 )
 
+from driftwarden.engine.plan import make_plan
 from driftwarden.errors import ProviderError
-from driftwarden.plan import make_plan
 
 SG = "security-group/cluster"
 

@@ -14,7 +14,7 @@ from test_ec2_support import (
     make_network,
 )
 
-from driftwarden.plan import make_plan
+from driftwarden.engine.plan import make_plan
 
 ELB = "kubernetes.io/role/elb"
 INTERNAL_ELB = "kubernetes.io/role/internal-elb"

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource, build_graph
+from driftwarden.engine.observe import context_for
 from driftwarden.errors import NotFoundError, PermanentProviderError
-from driftwarden.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource, build_graph
-from driftwarden.observe import context_for
+from driftwarden.manifests.validation import validate_documents
 
 # Importing a provider module registers its provider.
 from driftwarden.providers import (  # noqa: F401
@@ -29,7 +30,6 @@ from driftwarden.providers import (  # noqa: F401
 from driftwarden.providers.aws import CountingObserver, iam_action
 from driftwarden.providers.base import Observed
 from driftwarden.providers.ec2 import absent, client_token, is_absent, status_of
-from driftwarden.validation import validate_documents
 from provider_world import ProviderWorld
 
 ACCOUNT = "210987654321"

@@ -8,14 +8,20 @@ from typing import Any
 
 import pytest
 
-from driftwarden.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource, build_graph, nodegroup_name
-from driftwarden.model import Account
-from driftwarden.observe import context_for
-from driftwarden.plan import diff_fields, diff_tags, make_plan, resolve
+from driftwarden.engine.graph import (
+    OWNERSHIP_TAGS,
+    TAG_MANAGED_BY,
+    Resource,
+    build_graph,
+    nodegroup_name,
+)
+from driftwarden.engine.observe import context_for
+from driftwarden.engine.plan import diff_fields, diff_tags, make_plan, resolve
+from driftwarden.manifests.model import Account
+from driftwarden.manifests.validation import validate_documents
 from driftwarden.providers.aws import CountingObserver
 from driftwarden.providers.base import Context, Observed
 from driftwarden.providers.eks_nodegroup import EksNodegroupProvider
-from driftwarden.validation import validate_documents
 from moto_state import fill_eks_tagging_gaps, set_nodegroup_status
 
 ACCOUNT = "210987654321"

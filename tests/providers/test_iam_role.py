@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource, build_graph
+from driftwarden.engine.observe import context_for
+from driftwarden.engine.plan import diff_fields, diff_tags, resolve
 from driftwarden.errors import NotFoundError, ProviderError
-from driftwarden.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource, build_graph
-from driftwarden.observe import context_for
-from driftwarden.plan import diff_fields, diff_tags, resolve
+from driftwarden.manifests.validation import validate_documents
 from driftwarden.providers.aws import CountingObserver
 from driftwarden.providers.base import Context, Observed
 from driftwarden.providers.iam_role import IamRole, normalize_policy
-from driftwarden.validation import validate_documents
 
 ACCOUNT_ID = "111111111111"
 REGION = "us-east-1"

@@ -59,7 +59,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from ..errors import (
+from driftwarden.errors import (
     AccessDeniedError,
     NotFoundError,
     PermanentProviderError,

@@ -24,7 +24,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ..graph import TAG_COMPONENT, TAG_DELETION_POLICY, TAG_MANAGED_BY, TAG_OWNER, Resource
+from driftwarden.engine.graph import (
+    TAG_COMPONENT,
+    TAG_DELETION_POLICY,
+    TAG_MANAGED_BY,
+    TAG_OWNER,
+    Resource,
+)
 
 Status = Literal["ready", "pending", "failed", "deleting"]
 

@@ -26,10 +26,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from ..errors import NotFoundError, PermanentProviderError, ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
-from .aws import paginate
-from .base import (
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.errors import NotFoundError, PermanentProviderError, ProviderError
+from driftwarden.providers.aws import paginate
+from driftwarden.providers.base import (
     Context,
     Observed,
     Provider,
@@ -39,7 +39,7 @@ from .base import (
     tag_list,
     tag_map,
 )
-from .db_subnet_group import lower_name, sorted_ids
+from driftwarden.providers.db_subnet_group import lower_name, sorted_ids
 
 # Whether modifications are applied at once (with a short outage for class or Multi-AZ changes)
 # or at the next maintenance window. Off by default: the metadata database of a running Airflow

@@ -15,11 +15,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from ..errors import NotFoundError, ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
-from . import tagging
-from .aws import paginate
-from .base import Context, Observed, Provider, carries_ownership, register, tag_list, tag_map
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.errors import NotFoundError, ProviderError
+from driftwarden.providers import tagging
+from driftwarden.providers.aws import paginate
+from driftwarden.providers.base import (
+    Context,
+    Observed,
+    Provider,
+    carries_ownership,
+    register,
+    tag_list,
+    tag_map,
+)
 
 # Every group driftwarden creates is named `driftwarden-<cluster>` (graph.py), whatever the
 # instance name. Groups without the prefix cannot be ours, so their tags are never fetched.

@@ -25,10 +25,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ..errors import ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
-from .aws import paginate
-from .base import Context, Observed, Provider, Status, managed_tag_filter, tag_list, tag_map
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.errors import ProviderError
+from driftwarden.providers.aws import paginate
+from driftwarden.providers.base import (
+    Context,
+    Observed,
+    Provider,
+    Status,
+    managed_tag_filter,
+    tag_list,
+    tag_map,
+)
 
 T = TypeVar("T")
 

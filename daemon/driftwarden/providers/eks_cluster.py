@@ -19,10 +19,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from ..errors import NotFoundError, PermanentProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
-from .aws import paginate
-from .base import Context, Observed, Provider, Status, register
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.errors import NotFoundError, PermanentProviderError
+from driftwarden.providers.aws import paginate
+from driftwarden.providers.base import Context, Observed, Provider, Status, register
 
 # AWS's cluster states, as our status vocabulary. Anything unknown is treated as work in
 # progress rather than "ready", so nothing is built on a cluster in a state we do not know.

@@ -22,11 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from ..errors import NotFoundError, PermanentProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
-from .aws import paginate
-from .base import Context, Observed, Provider, Status, register
-from .eks_cluster import client_token, differs, sorted_ids
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.errors import NotFoundError, PermanentProviderError
+from driftwarden.providers.aws import paginate
+from driftwarden.providers.base import Context, Observed, Provider, Status, register
+from driftwarden.providers.eks_cluster import client_token, differs, sorted_ids
 
 _STATUS: Mapping[str, Status] = {
     "ACTIVE": "ready",

@@ -24,10 +24,18 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from ..errors import NotFoundError, ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
-from .aws import paginate
-from .base import Context, Observed, Provider, carries_ownership, register, tag_list, tag_map
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.errors import NotFoundError, ProviderError
+from driftwarden.providers.aws import paginate
+from driftwarden.providers.base import (
+    Context,
+    Observed,
+    Provider,
+    carries_ownership,
+    register,
+    tag_list,
+    tag_map,
+)
 
 # Statement elements whose value may be one string or a list of strings.
 _LIST_ELEMENTS = ("Action", "NotAction", "Resource", "NotResource")

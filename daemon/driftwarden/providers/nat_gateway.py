@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..graph import Resource
-from .base import Context, Observed, register, tag_map
-from .ec2 import (
+from driftwarden.engine.graph import Resource
+from driftwarden.providers.base import Context, Observed, register, tag_map
+from driftwarden.providers.ec2 import (
     GONE_STATES,
     SERVICE,
     TagsOnlyEc2Provider,

@@ -11,9 +11,9 @@ import importlib
 import pkgutil
 from collections.abc import Mapping
 
-from . import __name__ as _package
-from . import __path__ as _package_path
-from .base import REGISTRY, Provider
+from driftwarden.providers import __name__ as _package
+from driftwarden.providers import __path__ as _package_path
+from driftwarden.providers.base import REGISTRY, Provider
 
 # Modules of this package that hold shared code, not resource types.
 _INFRASTRUCTURE = frozenset({"aws", "base", "registry", "ec2"})

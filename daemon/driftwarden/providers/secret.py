@@ -23,13 +23,21 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from ..errors import DriftwardenError, NotFoundError, ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.errors import DriftwardenError, NotFoundError, ProviderError
 
 # The one definition of the document and its hash, so the hash written here is the one the
 # plan computes.
-from .aws import paginate
-from .base import Context, Observed, Provider, carries_ownership, register, tag_list, tag_map
+from driftwarden.providers.aws import paginate
+from driftwarden.providers.base import (
+    Context,
+    Observed,
+    Provider,
+    carries_ownership,
+    register,
+    tag_list,
+    tag_map,
+)
 
 
 def secret_payload(values: Mapping[str, str]) -> tuple[str, str]:

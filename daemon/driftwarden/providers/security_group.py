@@ -19,10 +19,10 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..errors import ProviderError
-from ..graph import TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER, Resource
-from .base import Context, Observed, register, tag_map
-from .ec2 import (
+from driftwarden.engine.graph import TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER, Resource
+from driftwarden.errors import ProviderError
+from driftwarden.providers.base import Context, Observed, register, tag_map
+from driftwarden.providers.ec2 import (
     SERVICE,
     Ec2Provider,
     absent,

@@ -20,11 +20,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..errors import NotFoundError, ProviderError
-from ..graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
-from . import tagging
-from .aws import paginate
-from .base import Context, Observed, Provider, carries_ownership, register, tag_list, tag_map
+from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.errors import NotFoundError, ProviderError
+from driftwarden.providers import tagging
+from driftwarden.providers.aws import paginate
+from driftwarden.providers.base import (
+    Context,
+    Observed,
+    Provider,
+    carries_ownership,
+    register,
+    tag_list,
+    tag_map,
+)
 
 # GetParameters accepts at most 10 names per call.
 _GET_BATCH = 10

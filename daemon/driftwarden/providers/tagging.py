@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..graph import TAG_MANAGED_BY
-from .aws import paginate
-from .base import Context, tag_map
+from driftwarden.engine.graph import TAG_MANAGED_BY
+from driftwarden.providers.aws import paginate
+from driftwarden.providers.base import Context, tag_map
 
 SERVICE = "resourcegroupstaggingapi"
 PERMISSION = "tag:GetResources"

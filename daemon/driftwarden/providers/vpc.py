@@ -16,10 +16,10 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..errors import ProviderError
-from ..graph import Resource
-from .base import Context, Observed, register, tag_map
-from .ec2 import (
+from driftwarden.engine.graph import Resource
+from driftwarden.errors import ProviderError
+from driftwarden.providers.base import Context, Observed, register, tag_map
+from driftwarden.providers.ec2 import (
     SERVICE,
     Ec2Provider,
     absent,

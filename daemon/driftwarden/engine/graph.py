@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import Account, Cluster, Deployment, FrozenMap
+from driftwarden.manifests.model import Account, Cluster, Deployment, FrozenMap
 
 DEFAULT_INSTANCE = "driftwarden"
 

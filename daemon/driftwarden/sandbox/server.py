@@ -24,7 +24,7 @@ from collections.abc import Iterator, MutableMapping, Sequence
 from types import TracebackType
 from typing import Any, Final
 
-from .errors import DriftwardenError
+from driftwarden.errors import DriftwardenError
 
 SANDBOX_ACCESS_KEY_ID: Final = "driftwarden-sandbox"
 SANDBOX_SECRET_ACCESS_KEY: Final = "driftwarden-sandbox"
@@ -250,7 +250,7 @@ def seed_existing(sandbox: Sandbox, sessions: Any, clusters: Sequence[Any], depl
     of them, so the sandbox makes them (and says so). Returns one line per thing created.
     Nothing here runs outside `--sandbox`.
     """
-    from .observe import account_ref
+    from driftwarden.engine.observe import account_ref
 
     done: list[str] = []
     for cluster in clusters:

@@ -22,7 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .apply import Outcome
+    from driftwarden.engine.apply import Outcome
 
 PREFIX = "driftwarden"
 CONTENT_TYPE = CONTENT_TYPE_LATEST

@@ -19,9 +19,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .loader import Document
-from .model import API_VERSION
-from .problems import Problem
+from driftwarden.manifests.loader import Document
+from driftwarden.manifests.model import API_VERSION
+from driftwarden.manifests.problems import Problem
 
 
 def is_astro_file(data: Any) -> bool:

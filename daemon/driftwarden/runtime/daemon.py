@@ -60,18 +60,24 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import __version__
-from .apply import ApplySettings
-from .errors import DriftwardenError, SourceError, UsageError
-from .graph import DEFAULT_INSTANCE
-from .logs import EventLog
-from .metrics import CONTENT_TYPE, Metrics
-from .observe import Place as ObservedPlace
-from .providers.aws import AwsSessions
-from .reconcile import PassResult, ReconcileSettings, SecretResolver, apply_once, plan_once
-from .source import Snapshot, Source, redact
-from .status import DriftMemory, ObjectState, Place, PlaceTrouble, assess
-from .validation import ValidationResult, validate_documents
+from driftwarden import __version__
+from driftwarden.engine.apply import ApplySettings
+from driftwarden.engine.graph import DEFAULT_INSTANCE
+from driftwarden.engine.observe import Place as ObservedPlace
+from driftwarden.engine.reconcile import (
+    PassResult,
+    ReconcileSettings,
+    SecretResolver,
+    apply_once,
+    plan_once,
+)
+from driftwarden.errors import DriftwardenError, SourceError, UsageError
+from driftwarden.manifests.validation import ValidationResult, validate_documents
+from driftwarden.providers.aws import AwsSessions
+from driftwarden.runtime.logs import EventLog
+from driftwarden.runtime.metrics import CONTENT_TYPE, Metrics
+from driftwarden.runtime.source import Snapshot, Source, redact
+from driftwarden.runtime.status import DriftMemory, ObjectState, Place, PlaceTrouble, assess
 
 Clock = Callable[[], float]
 
@@ -355,7 +361,7 @@ class Daemon:
         self.metrics = metrics
         self.settings = settings
         self.resolve_secret = resolve_secret
-        self.log = log or EventLog("driftwarden.daemon")
+        self.log = log or EventLog("driftwarden.runtime.daemon")
         self.clock = clock
         self.version = version
         self.windows = ApplyWindows(settings.apply_windows)
@@ -1174,7 +1180,7 @@ def _stop_within(daemon: Daemon, seconds: float) -> int:
 @contextlib.contextmanager
 def sandbox_sessions(metrics: Metrics, source: Source, session_factory: Callable[[], Any], out: TextIO) -> Iterator[AwsSessions]:
     """`run --sandbox`: a simulated AWS on loopback, seeded with what manifests expect to exist."""
-    from .sandbox import Sandbox, seed_existing
+    from driftwarden.sandbox.server import Sandbox, seed_existing
 
     with Sandbox() as sandbox:
         sandbox.apply(os.environ)
@@ -1215,7 +1221,7 @@ def main(
     `alongside_sandbox` (with `sandbox`): a context entered once the sandbox is up and left
     after the daemon stops, before the sandbox does (the sandbox's drift injector).
     """
-    from .reconcile import control_secret_resolver, sandbox_secret_resolver
+    from driftwarden.engine.reconcile import control_secret_resolver, sandbox_secret_resolver
 
     metrics = Metrics(version=__version__)
     if sandbox:

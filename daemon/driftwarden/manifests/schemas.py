@@ -34,7 +34,7 @@ ENVELOPE_FILE = "envelope.schema.json"
 
 
 def _read_schema_files() -> dict[str, dict[str, Any]]:
-    folder = resources.files("driftwarden") / "schemas"
+    folder = resources.files("driftwarden.manifests") / "schemas"
     loaded: dict[str, dict[str, Any]] = {}
     for entry in folder.iterdir():
         if entry.name.endswith(".schema.json"):

@@ -17,17 +17,17 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .apply import Applier, ApplySettings, Outcome, Progress
-from .errors import DriftwardenError, ProviderError
-from .graph import DEFAULT_INSTANCE, Resource, build_graph, with_desired_hash
-from .model import Account, SecretSource
-from .observe import Observation, Place, confirm, context_for, observe, places_of
-from .plan import Plan, PlanError, make_plan
-from .preflight import check_cluster
-from .providers.aws import AwsSessions
-from .providers.registry import load_providers
-from .providers.secret import secret_payload
-from .validation import ValidationResult
+from driftwarden.engine.apply import Applier, ApplySettings, Outcome, Progress
+from driftwarden.engine.graph import DEFAULT_INSTANCE, Resource, build_graph, with_desired_hash
+from driftwarden.engine.observe import Observation, Place, confirm, context_for, observe, places_of
+from driftwarden.engine.plan import Plan, PlanError, make_plan
+from driftwarden.engine.preflight import check_cluster
+from driftwarden.errors import DriftwardenError, ProviderError
+from driftwarden.manifests.model import Account, SecretSource
+from driftwarden.manifests.validation import ValidationResult
+from driftwarden.providers.aws import AwsSessions
+from driftwarden.providers.registry import load_providers
+from driftwarden.providers.secret import secret_payload
 
 SecretResolver = Callable[[SecretSource], str]
 

@@ -24,13 +24,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import DriftwardenError
-from .graph import TYPE_ORDER
-from .model import Account
-from .observe import context_for
-from .plan import Change, contains_unknown, resolve
-from .providers.aws import AwsSessions, as_provider_error
-from .providers.base import REGISTRY, Context, Observed, Provider
+from driftwarden.engine.graph import TYPE_ORDER
+from driftwarden.engine.observe import context_for
+from driftwarden.engine.plan import Change, contains_unknown, resolve
+from driftwarden.errors import DriftwardenError
+from driftwarden.manifests.model import Account
+from driftwarden.providers.aws import AwsSessions, as_provider_error
+from driftwarden.providers.base import REGISTRY, Context, Observed, Provider
 
 Result = Literal["applied", "pending", "failed", "skipped"]
 

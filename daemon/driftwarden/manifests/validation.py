@@ -32,9 +32,17 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from . import __version__, astro
-from .loader import Document, Limits, discover, load_bytes, read_bytes, source_pointer
-from .model import (
+from driftwarden import __version__
+from driftwarden.manifests import astro
+from driftwarden.manifests.loader import (
+    Document,
+    Limits,
+    discover,
+    load_bytes,
+    read_bytes,
+    source_pointer,
+)
+from driftwarden.manifests.model import (
     API_VERSION,
     KINDS,
     OPT_IN_REGIONS,
@@ -47,8 +55,8 @@ from .model import (
     normalize_spec,
     prepare_defaults,
 )
-from .problems import Problem
-from .schemas import SchemaSet
+from driftwarden.manifests.problems import Problem
+from driftwarden.manifests.schemas import SchemaSet
 
 MAX_NODE_POOLS = 11
 RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))

@@ -29,7 +29,7 @@ from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.tag import Tag
 
-from .problems import Problem
+from driftwarden.manifests.problems import Problem
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 

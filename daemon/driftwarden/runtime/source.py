@@ -65,9 +65,9 @@ from git.exc import GitCommandNotFound
 from git.refs import SymbolicReference
 from gitdb.exc import ODBError
 
-from .errors import SourceError, UsageError
-from .loader import MANIFEST_SUFFIXES, Limits, discover, read_bytes
-from .problems import Problem
+from driftwarden.errors import SourceError, UsageError
+from driftwarden.manifests.loader import MANIFEST_SUFFIXES, Limits, discover, read_bytes
+from driftwarden.manifests.problems import Problem
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 

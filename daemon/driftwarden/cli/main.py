@@ -19,17 +19,23 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from . import __version__, render
-from .errors import DriftwardenError, UsageError
-from .graph import DEFAULT_INSTANCE
-from .schemas import ENVELOPE_FILE, SCHEMA_FILES
-from .validation import ValidationResult, default_cache_dir, default_schemas, validate_paths
+from driftwarden import __version__
+from driftwarden.cli import render
+from driftwarden.engine.graph import DEFAULT_INSTANCE
+from driftwarden.errors import DriftwardenError, UsageError
+from driftwarden.manifests.schemas import ENVELOPE_FILE, SCHEMA_FILES
+from driftwarden.manifests.validation import (
+    ValidationResult,
+    default_cache_dir,
+    default_schemas,
+    validate_paths,
+)
 
 # The AWS engine (boto3), Git (gitpython) and the sandbox (moto) are imported by the commands
 # that use them: `validate` runs in pull-request CI and pre-commit, where start-up time counts.
 if TYPE_CHECKING:
-    from .providers.aws import AwsSessions
-    from .reconcile import SecretResolver
+    from driftwarden.engine.reconcile import SecretResolver
+    from driftwarden.providers.aws import AwsSessions
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -227,7 +233,7 @@ def _env_true(name: str) -> bool:
 
 
 def _duration(text: str) -> float:
-    from .daemon import parse_duration
+    from driftwarden.runtime.daemon import parse_duration
 
     try:
         return parse_duration(text)
@@ -300,8 +306,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
     import boto3
 
-    from . import daemon, logs
-    from .source import GitCredentials, SignaturePolicy, open_source
+    from driftwarden.runtime import daemon, logs
+    from driftwarden.runtime.source import GitCredentials, SignaturePolicy, open_source
 
     if args.sandbox_drift_every is not None and not args.sandbox:
         raise UsageError("--sandbox-drift-every needs --sandbox: drift is only ever injected into the simulated AWS")
@@ -348,8 +354,8 @@ def _drift_injector(every: float, instance: str) -> Any:
     """The sandbox's drift injector, started once the sandbox is up (which set AWS_ENDPOINT_URL)."""
     import boto3
 
-    from .drift_injector import DriftInjector
-    from .sandbox import simulated_places
+    from driftwarden.sandbox.drift_injector import DriftInjector
+    from driftwarden.sandbox.server import simulated_places
 
     return DriftInjector(os.environ["AWS_ENDPOINT_URL"], every=every, places=simulated_places,
                          session_factory=boto3.Session, instance=instance)
@@ -397,7 +403,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _manifest_root(args: argparse.Namespace) -> Path:
-    from .source import redact_url
+    from driftwarden.runtime.source import redact_url
 
     source = str(args.source)
     if "://" in source or source.startswith("git@"):
@@ -411,7 +417,7 @@ def _manifest_root(args: argparse.Namespace) -> Path:
 
 def _revision_of(root: Path, files: Sequence[str]) -> str:
     """The revision of a plain directory, computed as the daemon's directory source does."""
-    from .source import directory_revision
+    from driftwarden.runtime.source import directory_revision
 
     return directory_revision({os.path.relpath(name, root): Path(name).read_bytes() for name in files})
 
@@ -420,9 +426,9 @@ def _revision_of(root: Path, files: Sequence[str]) -> str:
 def _aws(args: argparse.Namespace, validation: ValidationResult) -> Iterator[tuple[AwsSessions, SecretResolver]]:
     import boto3
 
-    from .providers.aws import AwsSessions
-    from .reconcile import control_secret_resolver, sandbox_secret_resolver
-    from .sandbox import Sandbox, seed_existing
+    from driftwarden.engine.reconcile import control_secret_resolver, sandbox_secret_resolver
+    from driftwarden.providers.aws import AwsSessions
+    from driftwarden.sandbox.server import Sandbox, seed_existing
 
     if args.sandbox:
         with Sandbox() as sandbox:
@@ -451,7 +457,7 @@ def _validated(args: argparse.Namespace) -> tuple[ValidationResult, str] | None:
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
-    from .reconcile import ReconcileSettings, plan_once
+    from driftwarden.engine.reconcile import ReconcileSettings, plan_once
 
     validated = _validated(args)
     if validated is None:
@@ -473,8 +479,8 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
-    from .apply import ApplySettings
-    from .reconcile import ReconcileSettings, apply_once, plan_once
+    from driftwarden.engine.apply import ApplySettings
+    from driftwarden.engine.reconcile import ReconcileSettings, apply_once, plan_once
 
     validated = _validated(args)
     if validated is None:
@@ -513,8 +519,8 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_trust_policy(args: argparse.Namespace, out: TextIO) -> int:
     import boto3
 
-    from . import policies
-    from .providers.aws import AwsSessions
+    from driftwarden.engine import policies
+    from driftwarden.providers.aws import AwsSessions
 
     if not (args.account.isdigit() and len(args.account) == 12):
         raise UsageError(f"--account {args.account!r}: expected a 12-digit AWS account id")
@@ -535,8 +541,8 @@ def cmd_trust_policy(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_iam_policy(args: argparse.Namespace, out: TextIO) -> int:
-    from . import policies
-    from .providers.registry import load_providers
+    from driftwarden.engine import policies
+    from driftwarden.providers.registry import load_providers
 
     out.write(json.dumps(policies.permissions_policy(load_providers()), indent=2) + "\n")
     return EXIT_OK

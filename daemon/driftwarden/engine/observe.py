@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ProviderError
-from .graph import Resource
-from .model import Account
-from .providers.aws import AccountRef, AwsSessions, as_provider_error
-from .providers.base import REGISTRY, Context, Observed, Provider
+from driftwarden.engine.graph import Resource
+from driftwarden.errors import ProviderError
+from driftwarden.manifests.model import Account
+from driftwarden.providers.aws import AccountRef, AwsSessions, as_provider_error
+from driftwarden.providers.base import REGISTRY, Context, Observed, Provider
 
 
 @dataclass(frozen=True)

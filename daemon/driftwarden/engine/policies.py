@@ -17,9 +17,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import preflight
-from .model import Cluster
-from .providers.base import Provider
+from driftwarden.engine import preflight
+from driftwarden.manifests.model import Cluster
+from driftwarden.providers.base import Provider
 
 TRUST_POLICY_LIMIT = 2048
 

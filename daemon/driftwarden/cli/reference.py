@@ -10,7 +10,7 @@ Three kinds of section, each rendered as Markdown from its single source of trut
 * ``metrics``: every metric family registered by `metrics.Metrics`, with its type and labels.
 
 README.md carries each section between ``<!-- reference:NAME:begin ... -->`` and
-``<!-- reference:NAME:end -->``. ``python -m driftwarden.reference [README.md]`` rewrites them
+``<!-- reference:NAME:end -->``. ``python -m driftwarden.cli.reference [README.md]`` rewrites them
 in place; ``--check`` only reports sections that differ (exit 1) and changes nothing.
 tests/test_readme.py runs the same comparison.
 
@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli import build_parser
-from .schemas import SCHEMA_FILES, SchemaSet
+from driftwarden.cli.main import build_parser
+from driftwarden.manifests.schemas import SCHEMA_FILES, SchemaSet
 
 BEGIN = re.compile(r"<!-- reference:(?P<name>[a-z0-9-]+):begin\b[^>]*-->\n")
 END = "<!-- reference:{name}:end -->"
-REGENERATE = "python -m driftwarden.reference"
+REGENERATE = "python -m driftwarden.cli.reference"
 _SCHEMA_SECTIONS = {"cluster": "Cluster", "deployment": "Deployment"}
 # Options whose DRIFTWARDEN_* variable is read by the command itself rather than as the
 # option's parser default (cli.cmd_run splits DRIFTWARDEN_APPLY_WINDOW at ';').
@@ -445,7 +445,7 @@ class MetricDoc:
 
 def metric_docs() -> list[MetricDoc]:
     """Every metric family `Metrics` registers, in the order it defines them, as users query them."""
-    from .metrics import Metrics, SnapshotGauge
+    from driftwarden.runtime.metrics import Metrics, SnapshotGauge
 
     metrics = Metrics(version="0")
     found: list[MetricDoc] = []

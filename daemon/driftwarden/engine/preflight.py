@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import OPT_IN_REGIONS, Cluster
-from .providers.aws import as_provider_error
+from driftwarden.manifests.model import OPT_IN_REGIONS, Cluster
+from driftwarden.providers.aws import as_provider_error
 
 MINIMUM_QUOTAS = {
     "L-1216C47A": "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances",

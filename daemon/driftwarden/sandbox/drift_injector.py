@@ -40,10 +40,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .errors import DriftwardenError
-from .graph import DEFAULT_INSTANCE, TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER
-from .logs import EventLog
-from .providers.aws import (
+from driftwarden.engine.graph import DEFAULT_INSTANCE, TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER
+from driftwarden.errors import DriftwardenError
+from driftwarden.providers.aws import (
     AccountRef,
     AwsClient,
     AwsSessions,
@@ -51,9 +50,10 @@ from .providers.aws import (
     client_config,
     paginate,
 )
-from .providers.base import tag_map
-from .providers.route_table import MANAGED_DESTINATIONS
-from .providers.subnet import ROLE_TAGS
+from driftwarden.providers.base import tag_map
+from driftwarden.providers.route_table import MANAGED_DESTINATIONS
+from driftwarden.providers.subnet import ROLE_TAGS
+from driftwarden.runtime.logs import EventLog
 
 Place = tuple[str, str]  # (account id, region)
 
@@ -280,7 +280,7 @@ class DriftInjector:
         self._kinds = [kind for kind in KINDS if kind.name in kinds]
         self._turn = 0
         self._random = random.Random(seed)
-        self._log = log or EventLog("driftwarden.sandbox")
+        self._log = log or EventLog("driftwarden.sandbox.server")
         # Few quick attempts: a change that fails is logged and the next tick tries another.
         self._sessions = AwsSessions(session_factory, endpoint_url=endpoint_url, role_session_name=ROLE_SESSION_NAME,
                                      config=client_config(max_attempts=2, connect_timeout=2, read_timeout=20))

@@ -27,14 +27,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from .apply import Outcome
-from .graph import Resource
-from .metrics import ObjectStatus
-from .model import Cluster, Deployment
-from .plan import Change
-from .providers.base import Observed
-from .reconcile import PassResult
-from .validation import ValidationResult
+from driftwarden.engine.apply import Outcome
+from driftwarden.engine.graph import Resource
+from driftwarden.engine.plan import Change
+from driftwarden.engine.reconcile import PassResult
+from driftwarden.manifests.model import Cluster, Deployment
+from driftwarden.manifests.validation import ValidationResult
+from driftwarden.providers.base import Observed
+from driftwarden.runtime.metrics import ObjectStatus
 
 Drift = Literal["none", "drifted", "warn", "suspended"]
 Place = tuple[str, str]  # (account id, region)

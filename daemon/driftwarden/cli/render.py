@@ -14,12 +14,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .plan import UNKNOWN, Change, Plan
-from .problems import Problem
-from .validation import ValidationResult
+from driftwarden.engine.plan import UNKNOWN, Change, Plan
+from driftwarden.manifests.problems import Problem
+from driftwarden.manifests.validation import ValidationResult
 
 if TYPE_CHECKING:
-    from .apply import Outcome
+    from driftwarden.engine.apply import Outcome
 
 SYMBOLS = {"create": "+", "update": "~", "replace": "±", "delete": "-", "release": "-"}
 # Fields whose values are never shown, only that they changed.

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .graph import TAG_DESIRED_HASH, Ref, Resource
-from .providers.base import REGISTRY, Observed, Provider
+from driftwarden.engine.graph import TAG_DESIRED_HASH, Ref, Resource
+from driftwarden.providers.base import REGISTRY, Observed, Provider
 
 Action = Literal["create", "update", "replace", "delete", "release"]
 

@@ -1,0 +1,1 @@
+"""The command line: parsing, commands and rendering; the only package that imports every other."""

@@ -1,0 +1,1 @@
+"""The reconcile engine: desired graph, observed AWS, plan, apply, one pass (reconcile)."""

@@ -1,0 +1,1 @@
+"""Manifests: files in, validated frozen model out (loader, schemas, validation, model, Astro files)."""

@@ -1,0 +1,1 @@
+"""The simulated AWS for --sandbox and the tests (moto), and its drift injector."""

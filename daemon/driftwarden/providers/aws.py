@@ -66,6 +66,7 @@ from driftwarden.errors import (
     ProviderError,
     TransientProviderError,
 )
+from driftwarden.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -305,15 +306,6 @@ def _error_class(code: str | None, status: int | None) -> type[ProviderError]:
     return PermanentProviderError
 
 
-# AWS validation messages quote the offending input ("Value 'x' at 'secretString' failed to
-# satisfy constraint"); that input may be a secret, and error messages reach logs and status.
-_QUOTED_VALUE: Final = re.compile(r"Value '.*?' at '", re.DOTALL)
-
-
-def _redact(message: str) -> str:
-    return _QUOTED_VALUE.sub("Value (redacted) at '", message)
-
-
 def _where(account: AccountRef | None, region: str | None) -> str:
     place = f"account {account.account_id}" if account else "the control account"
     return f"{place} ({region})" if region else place
@@ -339,7 +331,9 @@ def map_error(
         error = exc.response.get("Error", {})
         code = error.get("Code") or None
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = _redact(error.get("Message") or "")
+        # AWS validation messages quote the offending input, which may be a secret, and error
+        # messages reach logs and status.
+        message = redact(error.get("Message") or "")
         detail = ": ".join(part for part in (code, message) if part) or f"HTTP {status}"
         return _error_class(code, status)(f"{call} failed: {detail}", code=code)
     code = type(exc).__name__

@@ -31,7 +31,7 @@ from driftwarden.manifests.validation import (
     validate_paths,
 )
 
-# The AWS engine (boto3), Git (gitpython) and the sandbox (moto) are imported by the commands
+# The AWS engine (providers.aws), Git (gitpython) and the sandbox (moto) are imported by the commands
 # that use them: `validate` runs in pull-request CI and pre-commit, where start-up time counts.
 if TYPE_CHECKING:
     from driftwarden.engine.reconcile import SecretResolver
@@ -304,8 +304,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     import logging
     import re
 
-    import boto3
-
+    from driftwarden.providers.aws import default_session_factory
     from driftwarden.runtime import daemon, logs
     from driftwarden.runtime.source import GitCredentials, SignaturePolicy, open_source
 
@@ -347,18 +346,17 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     alongside = None
     if args.sandbox_drift_every is not None:
         alongside = functools.partial(_drift_injector, args.sandbox_drift_every, args.instance)
-    return daemon.main(settings, source, boto3.Session, sandbox=args.sandbox, out=out, alongside_sandbox=alongside)
+    return daemon.main(settings, source, default_session_factory(), sandbox=args.sandbox, out=out, alongside_sandbox=alongside)
 
 
 def _drift_injector(every: float, instance: str) -> Any:
     """The sandbox's drift injector, started once the sandbox is up (which set AWS_ENDPOINT_URL)."""
-    import boto3
-
+    from driftwarden.providers.aws import default_session_factory
     from driftwarden.sandbox.drift_injector import DriftInjector
     from driftwarden.sandbox.server import simulated_places
 
     return DriftInjector(os.environ["AWS_ENDPOINT_URL"], every=every, places=simulated_places,
-                         session_factory=boto3.Session, instance=instance)
+                         session_factory=default_session_factory(), instance=instance)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -403,7 +401,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _manifest_root(args: argparse.Namespace) -> Path:
-    from driftwarden.runtime.source import redact_url
+    from driftwarden.redaction import redact_url
 
     source = str(args.source)
     if "://" in source or source.startswith("git@"):
@@ -424,24 +422,21 @@ def _revision_of(root: Path, files: Sequence[str]) -> str:
 
 @contextlib.contextmanager
 def _aws(args: argparse.Namespace, validation: ValidationResult) -> Iterator[tuple[AwsSessions, SecretResolver]]:
-    import boto3
-
     from driftwarden.engine.reconcile import control_secret_resolver, sandbox_secret_resolver
-    from driftwarden.providers.aws import AwsSessions
+    from driftwarden.providers.aws import AwsSessions, default_region, default_session_factory
     from driftwarden.sandbox.server import Sandbox, seed_existing
 
     if args.sandbox:
         with Sandbox() as sandbox:
             sandbox.apply(os.environ)
             print(f"sandbox: simulated AWS at {sandbox.endpoint_url} (empty at start)", file=sys.stderr)
-            with AwsSessions(boto3.Session, endpoint_url=sandbox.endpoint_url) as sessions:
+            with AwsSessions(default_session_factory(), endpoint_url=sandbox.endpoint_url) as sessions:
                 for line in seed_existing(sandbox, sessions, validation.clusters, validation.deployments):
                     print(f"sandbox: created {line} (a real account would already have it)", file=sys.stderr)
                 yield sessions, sandbox_secret_resolver()
         return
-    with AwsSessions(boto3.Session) as sessions:
-        region = boto3.Session().region_name or "us-east-1"
-        yield sessions, control_secret_resolver(sessions, region)
+    with AwsSessions(default_session_factory()) as sessions:
+        yield sessions, control_secret_resolver(sessions, default_region())
 
 
 def _validated(args: argparse.Namespace) -> tuple[ValidationResult, str] | None:
@@ -517,10 +512,8 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_trust_policy(args: argparse.Namespace, out: TextIO) -> int:
-    import boto3
-
     from driftwarden.engine import policies
-    from driftwarden.providers.aws import AwsSessions
+    from driftwarden.providers.aws import control_account_id
 
     if not (args.account.isdigit() and len(args.account) == 12):
         raise UsageError(f"--account {args.account!r}: expected a 12-digit AWS account id")
@@ -528,11 +521,7 @@ def cmd_trust_policy(args: argparse.Namespace, out: TextIO) -> int:
     if validated is None:
         return EXIT_INVALID
     validation, _revision = validated
-    control = args.control
-    if not control:
-        with AwsSessions(boto3.Session) as sessions:
-            identity = sessions.control_client("sts", boto3.Session().region_name or "us-east-1").get_caller_identity()
-        control = identity["Account"]
+    control = args.control or control_account_id()
     document, warnings = policies.trust_policy(validation.clusters, args.account, policies.principal_for(control))
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -732,3 +732,31 @@ def as_provider_error(
         operation = getattr(exc, "operation_name", None) or "call"
         return map_error(exc, service=service, operation=operation, account=account, region=region)
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# The caller's own AWS configuration, for the command line (which imports no boto3 itself)
+# --------------------------------------------------------------------------------------------
+
+# The region of control-account calls when boto3's configuration names none: STS and the
+# secret sources answer in every region, and a default beats refusing to start.
+FALLBACK_REGION: Final = "us-east-1"
+
+
+def default_session_factory() -> SessionFactory:
+    """boto3's standard session: credentials and region from the environment, profile or role."""
+    return boto3.Session
+
+
+def default_region(session_factory: SessionFactory | None = None) -> str:
+    """The region boto3's standard configuration names (AWS_REGION, the profile), else us-east-1."""
+    session = (session_factory or default_session_factory())()
+    return session.region_name or FALLBACK_REGION
+
+
+def control_account_id(session_factory: SessionFactory | None = None) -> str:
+    """The account id of the caller's own identity, from sts:GetCallerIdentity."""
+    factory = session_factory or default_session_factory()
+    with AwsSessions(factory) as sessions:
+        identity = sessions.control_client("sts", default_region(factory)).get_caller_identity()
+    return str(identity["Account"])

@@ -122,3 +122,45 @@ def test_iam_policy_covers_every_provider_action():
     assert declared <= granted
     passrole = [s for s in statements if s["Action"] == "iam:PassRole"]
     assert passrole and passrole[0]["Resource"] != "*"
+
+
+def test_trust_policy_asks_sts_for_the_control_account_when_none_is_given(moto_server, tmp_path):
+    """Without --control, the principal is the caller's own account, from sts:GetCallerIdentity."""
+    root = tmp_path / "m"
+    root.mkdir()
+    (root / "dev.yaml").write_text(
+        "apiVersion: driftwarden/v1\nkind: Cluster\nmetadata: {name: dev-use2}\n"
+        "spec:\n  account: {id: '318574920163', externalId: dw-dev-use2-77aa}\n  region: us-east-2\n"
+    )
+    aws = {"AWS_ENDPOINT_URL": moto_server, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
+    done = run("trust-policy", "--account", "318574920163", "--source", str(root), env=aws)
+    assert done.returncode == 0, done.stderr
+    # moto answers GetCallerIdentity for fake credentials with its default account.
+    assert json.loads(done.stdout)["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+
+
+def test_default_region_follows_boto3_configuration_with_a_fallback(monkeypatch):
+    """The CLI's control-account region is boto3's configured one, us-east-1 when none is set."""
+    from driftwarden.providers.aws import default_region
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    assert default_region() == "us-east-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    assert default_region() == "eu-west-3"
+
+
+def test_the_command_line_imports_no_boto3():
+    """No module of driftwarden.cli imports boto3 or botocore: AWS is reached through providers.aws."""
+    import ast
+
+    cli = REPO / "daemon" / "driftwarden" / "cli"
+    offenders = []
+    for module in sorted(cli.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{module.name}: {n}" for n in names if n.split(".")[0] in ("boto3", "botocore")]
+    assert not offenders

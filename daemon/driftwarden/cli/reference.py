@@ -5,8 +5,8 @@ Three kinds of section, each rendered as Markdown from its single source of trut
 * ``cluster`` and ``deployment``: every field of the manifest schemas (`schemas.SchemaSet`,
   with every ``$ref`` inlined) — dotted path, type, default, allowed values and description;
 * ``cli-<command>``: the options of each ``driftwarden`` command, read from the argparse parser
-  of `cli.build_parser`, with the ``DRIFTWARDEN_*`` variable each option really reads (found by
-  setting the variable and watching the parser's default change, not by trusting a convention);
+  that `cli.options` builds from its option table, with the ``DRIFTWARDEN_*`` variable each
+  option reads (from the same table, which is also what the parser reads variables by);
 * ``metrics``: every metric family registered by `metrics.Metrics`, with its type and labels.
 
 README.md carries each section between ``<!-- reference:NAME:begin ... -->`` and
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from driftwarden.cli import options
 from driftwarden.cli.main import build_parser
 from driftwarden.manifests.schemas import SCHEMA_FILES, SchemaSet
 
@@ -40,9 +41,6 @@ BEGIN = re.compile(r"<!-- reference:(?P<name>[a-z0-9-]+):begin\b[^>]*-->\n")
 END = "<!-- reference:{name}:end -->"
 REGENERATE = "python -m driftwarden.cli.reference"
 _SCHEMA_SECTIONS = {"cluster": "Cluster", "deployment": "Deployment"}
-# Options whose DRIFTWARDEN_* variable is read by the command itself rather than as the
-# option's parser default (cli.cmd_run splits DRIFTWARDEN_APPLY_WINDOW at ';').
-_READ_BY_COMMAND = {("run", "--apply-window"): ("DRIFTWARDEN_APPLY_WINDOW", "windows separated by `;`")}
 
 
 # --- Markdown helpers -------------------------------------------------------------------------
@@ -325,40 +323,13 @@ def _long_flag(action: argparse.Action) -> str | None:
     return next((s for s in action.option_strings if s.startswith("--")), None)
 
 
-def variable_for(flag: str) -> str:
-    """The environment variable named after an option: --drift-interval → DRIFTWARDEN_DRIFT_INTERVAL."""
-    return "DRIFTWARDEN_" + flag.lstrip("-").upper().replace("-", "_")
-
-
 def environment_variables(command: str) -> dict[str, str]:
     """Each option of `command` that reads a DRIFTWARDEN_* variable: {variable: option}.
 
-    Found by building the parser with the variable set and seeing the option's default change,
-    so an option that does not really read its variable is never listed.
+    From the option table, the same rows the parser reads variables by (tests/test_cli_options.py
+    checks that setting each one really changes what the parser gives).
     """
-    with _neutral_environment():
-        baseline = {a.dest: a.default for a in _options(_commands(_build_parser())[command])}
-        found: dict[str, str] = {}
-        for action in _options(_commands(_build_parser())[command]):
-            flag = _long_flag(action)
-            if flag is None:
-                continue
-            variable = variable_for(flag)
-            if (command, flag) in _READ_BY_COMMAND:
-                found[_READ_BY_COMMAND[command, flag][0]] = flag
-                continue
-            for probe in ("1", "2"):
-                os.environ[variable] = probe
-                try:
-                    changed = {a.dest: a.default for a in _options(_commands(_build_parser())[command])}
-                except ValueError:  # the parser converts the value at build time and refused it
-                    changed = {}
-                finally:
-                    del os.environ[variable]
-                if changed and changed.get(action.dest) != baseline.get(action.dest):
-                    found[variable] = flag
-                    break
-    return found
+    return options.environment_variables(command)
 
 
 def _metavar(action: argparse.Action) -> str:
@@ -408,6 +379,7 @@ def cli_reference(name: str) -> str:
     with _neutral_environment():
         command = _commands(_build_parser())[name]
         variables = {flag: variable for variable, flag in environment_variables(name).items()}
+        notes = {o.flag: o.environment_note for o in options.options_of(name) if o.environment_note}
         rows = []
         for action in _options(command):
             flag = _long_flag(action)
@@ -418,7 +390,7 @@ def cli_reference(name: str) -> str:
             if isinstance(action, argparse._AppendAction):
                 label += " (repeatable)"
             variable = variables.get(flag or "")
-            note = _READ_BY_COMMAND.get((name, flag or ""), ("", ""))[1]
+            note = notes.get(flag or "")
             environment = (_code(variable) + (f" ({note})" if note else "")) if variable else "—"
             rows.append((_code(label), environment, _cell(action.help or "")))
         synopsis = _synopsis(command)

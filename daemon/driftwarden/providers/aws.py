@@ -66,6 +66,7 @@ from driftwarden.errors import (
     ProviderError,
     TransientProviderError,
 )
+from driftwarden.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -305,15 +306,6 @@ def _error_class(code: str | None, status: int | None) -> type[ProviderError]:
     return PermanentProviderError
 
 
-# AWS validation messages quote the offending input ("Value 'x' at 'secretString' failed to
-# satisfy constraint"); that input may be a secret, and error messages reach logs and status.
-_QUOTED_VALUE: Final = re.compile(r"Value '.*?' at '", re.DOTALL)
-
-
-def _redact(message: str) -> str:
-    return _QUOTED_VALUE.sub("Value (redacted) at '", message)
-
-
 def _where(account: AccountRef | None, region: str | None) -> str:
     place = f"account {account.account_id}" if account else "the control account"
     return f"{place} ({region})" if region else place
@@ -339,7 +331,9 @@ def map_error(
         error = exc.response.get("Error", {})
         code = error.get("Code") or None
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = _redact(error.get("Message") or "")
+        # AWS validation messages quote the offending input, which may be a secret, and error
+        # messages reach logs and status.
+        message = redact(error.get("Message") or "")
         detail = ": ".join(part for part in (code, message) if part) or f"HTTP {status}"
         return _error_class(code, status)(f"{call} failed: {detail}", code=code)
     code = type(exc).__name__
@@ -738,3 +732,31 @@ def as_provider_error(
         operation = getattr(exc, "operation_name", None) or "call"
         return map_error(exc, service=service, operation=operation, account=account, region=region)
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# The caller's own AWS configuration, for the command line (which imports no boto3 itself)
+# --------------------------------------------------------------------------------------------
+
+# The region of control-account calls when boto3's configuration names none: STS and the
+# secret sources answer in every region, and a default beats refusing to start.
+FALLBACK_REGION: Final = "us-east-1"
+
+
+def default_session_factory() -> SessionFactory:
+    """boto3's standard session: credentials and region from the environment, profile or role."""
+    return boto3.Session
+
+
+def default_region(session_factory: SessionFactory | None = None) -> str:
+    """The region boto3's standard configuration names (AWS_REGION, the profile), else us-east-1."""
+    session = (session_factory or default_session_factory())()
+    return session.region_name or FALLBACK_REGION
+
+
+def control_account_id(session_factory: SessionFactory | None = None) -> str:
+    """The account id of the caller's own identity, from sts:GetCallerIdentity."""
+    factory = session_factory or default_session_factory()
+    with AwsSessions(factory) as sessions:
+        identity = sessions.control_client("sts", default_region(factory)).get_caller_identity()
+    return str(identity["Account"])

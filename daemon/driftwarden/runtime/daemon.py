@@ -74,9 +74,10 @@ from driftwarden.engine.reconcile import (
 from driftwarden.errors import DriftwardenError, SourceError, UsageError
 from driftwarden.manifests.validation import ValidationResult, validate_documents
 from driftwarden.providers.aws import AwsSessions
+from driftwarden.redaction import redact
 from driftwarden.runtime.logs import EventLog
 from driftwarden.runtime.metrics import CONTENT_TYPE, Metrics
-from driftwarden.runtime.source import Snapshot, Source, redact
+from driftwarden.runtime.source import Snapshot, Source
 from driftwarden.runtime.status import DriftMemory, ObjectState, Place, PlaceTrouble, assess
 
 Clock = Callable[[], float]

@@ -17,19 +17,21 @@ signatures, credentials and parameter values (secret values included), so botoco
 urllib3, s3transfer, apscheduler, werkzeug and git stay at WARNING whatever level is asked.
 
 What it must not do: log secrets. Callers pass no secret values; as a last line of defence
-the formatter strips credentials embedded in URLs (``https://user:token@host``).
+the formatter strips credentials from every string (`driftwarden.redaction.redact`: URL user
+info such as ``https://user:token@host``, tokens, Authorization headers, AWS secret keys).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
+
+from driftwarden.redaction import redact
 
 LogFormat = Literal["json", "text"]
 
@@ -38,25 +40,20 @@ QUIET_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer", "apscheduler", "w
 
 _FIELDS_ATTRIBUTE = "driftwarden_fields"
 _EVENT_ATTRIBUTE = "driftwarden_event"
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@'\"]+@")
 _RESERVED = frozenset({"time", "level", "event", "logger", "message"})
 
 
-def _scrub(text: str) -> str:
-    return _URL_USERINFO.sub(r"\1***@", text)
-
-
 def _plain(value: Any) -> Any:
-    """A JSON-friendly copy of a field value; strings are scrubbed of URL credentials."""
+    """A JSON-friendly copy of a field value; strings are stripped of credentials."""
     if isinstance(value, str):
-        return _scrub(value)
+        return redact(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
     if value is None or isinstance(value, bool | int | float):
         return value
-    return _scrub(str(value))
+    return redact(str(value))
 
 
 def _timestamp(record: logging.LogRecord) -> str:

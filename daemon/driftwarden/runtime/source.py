@@ -25,7 +25,7 @@ Git sources:
   URL) is handed to git by a credential helper given through `GIT_CONFIG_*` environment
   variables of the git process only; the helper prints the token from that process's
   environment. SSH uses `GIT_SSH_COMMAND` with the given key and known-hosts file and strict
-  host key checking. Every message is passed through `redact`.
+  host key checking. Every message is passed through `driftwarden.redaction.redact`.
 * With a `SignaturePolicy`, the head commit must carry a good GPG or SSH signature by a key of
   the dedicated keyring / allowed-signers file; otherwise the fetch fails and the last good
   (signed) snapshot stays in force. The host's own `~/.gnupg` is never consulted.
@@ -68,6 +68,7 @@ from gitdb.exc import ODBError
 from driftwarden.errors import SourceError, UsageError
 from driftwarden.manifests.loader import MANIFEST_SUFFIXES, Limits, discover, read_bytes
 from driftwarden.manifests.problems import Problem
+from driftwarden.redaction import redact, redact_url
 
 DEFAULT_TIMEOUT_SECONDS = 120.0
 
@@ -157,37 +158,6 @@ class Source(Protocol):
     def describe(self) -> str:
         """Where this source reads from, without credentials (for logs and status)."""
         ...
-
-
-# --- redaction ----------------------------------------------------------------------------------
-
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*)://([^/?#\s@'\"]+)@")
-_TOKEN_SHAPES = re.compile(
-    r"\b(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_[A-Za-z0-9_]{16,}|glpat-[A-Za-z0-9_-]{16,})"
-)
-_AUTH_HEADER = re.compile(r"(?i)(authorization:\s*(?:basic|bearer|token)\s+)\S+")
-
-
-def _userinfo(match: re.Match[str]) -> str:
-    scheme, userinfo = match.group(1), match.group(2)
-    # An SSH user name ("git@") is not a secret and tells the operator which account is used.
-    if scheme.lower() in ("ssh", "git+ssh", "ssh+git") and ":" not in userinfo:
-        return match.group(0)
-    return f"{scheme}://***@"
-
-
-def redact_url(url: str) -> str:
-    """A URL without the credentials it may carry (`https://token@host/...` -> `https://***@host/...`)."""
-    return _URL_USERINFO.sub(_userinfo, url, count=1)
-
-
-def redact(text: str, secrets: Sequence[str] = ()) -> str:
-    """`text` with credentials removed: known secret values, URL user info, token-shaped words."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    text = _URL_USERINFO.sub(_userinfo, text)
-    text = _AUTH_HEADER.sub(r"\1***", text)
-    return _TOKEN_SHAPES.sub("***", text)
 
 
 # --- opening ------------------------------------------------------------------------------------

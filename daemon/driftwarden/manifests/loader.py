@@ -513,7 +513,8 @@ class _Converter:
         value = node.value
         if node.ctag is _TAG_STR:
             return value
-        tag = node.tag
+        # The composer resolves a tag for every scalar; "" only keeps mypy honest about None.
+        tag = node.tag or ""
         if tag == _STR:
             return value
         converter = _SCALAR_CONVERTERS.get(tag)

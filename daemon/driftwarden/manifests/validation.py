@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12"
 PARALLEL_THRESHOLD = 400
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckedDocument:
     """One document after the per-file checks; `spec` is None when it is not valid."""
 
@@ -100,11 +100,13 @@ class CheckedDocument:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckedFile:
+    """One file after the per-file checks: what the validation cache keeps per content hash."""
+
     file: str
-    documents: list[CheckedDocument]
-    problems: list[Problem]
+    documents: tuple[CheckedDocument, ...]
+    problems: tuple[Problem, ...]
 
 
 # --- per file ---------------------------------------------------------------------------------
@@ -126,7 +128,7 @@ def check_bytes(data: bytes, display: str, schemas: SchemaSet, limits: Limits = 
         problems.extend(found)
         if checked is not None:
             documents.append(checked)
-    return CheckedFile(display, documents, problems)
+    return CheckedFile(display, tuple(documents), tuple(problems))
 
 
 def check_document(document: Document, schemas: SchemaSet) -> tuple[CheckedDocument | None, list[Problem]]:
@@ -181,10 +183,13 @@ def check_document(document: Document, schemas: SchemaSet) -> tuple[CheckedDocum
     if errors:
         return checked, [_schema_problem(document, e, kind, name) for e in errors]
     filled = schemas.apply_defaults(kind, prepare_defaults(kind, data))
-    checked.metadata = normalize_metadata(filled["metadata"])
-    checked.spec = normalize_spec(kind, filled["spec"])
-    checked.authored_keys = frozenset(data.get("spec", {}))
-    return checked, []
+    valid = replace(
+        checked,
+        metadata=normalize_metadata(filled["metadata"]),
+        spec=normalize_spec(kind, filled["spec"]),
+        authored_keys=frozenset(data.get("spec", {})),
+    )
+    return valid, []
 
 
 def _astro_name(data: Mapping[str, Any]) -> str | None:

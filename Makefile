@@ -20,9 +20,11 @@ run: $(VENV)/.installed
 validate: $(VENV)/.installed
 	$(BIN)/driftwarden validate manifests/
 
-## test: the whole test suite (what CI runs)
+## test: the whole test suite (what CI runs): lint, import contracts, types, then the tests
 test: $(VENV)/.installed
 	$(BIN)/ruff check daemon tests $(wildcard benchmarks)
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/pytest -q -n 2
 
 ## image-smoke: build the Dockerfile with buildah and check the image (as root; installs buildah/debootstrap)

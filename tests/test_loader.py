@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -35,6 +36,15 @@ def test_several_documents_per_file_keep_their_own_lines():
     assert [d.data for d in result.documents] == [{"a": 1}, {"b": 2}, {"c": 3}]
     assert [d.position("") for d in result.documents] == [(1, 1), (3, 1), (5, 1)]
     assert [d.index for d in result.documents] == [0, 1, 2]
+
+
+def test_a_loaded_file_cannot_be_changed_afterwards():
+    """What loading a file produced is frozen, with tuples of documents and problems, as the validation cache shares it."""
+    result = load_bytes(b"a: 1\n---\n---\nb: 2\n", "m.yaml")
+    assert (type(result.documents), type(result.problems)) == (tuple, tuple)
+    assert [p.rule for p in result.problems] == ["yaml.empty-document"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.problems = ()
 
 
 def test_yaml_1_2_scalars_and_raw_text_of_numbers():

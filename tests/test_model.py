@@ -47,7 +47,7 @@ spec:
 
 def load(*documents: str):
     result = validate_documents([("m.yaml", "---\n".join(documents).encode())])
-    assert result.problems == [], [str(p) for p in result.problems]
+    assert result.problems == (), [str(p) for p in result.problems]
     return result
 
 

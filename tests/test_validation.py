@@ -18,6 +18,7 @@ A case reports exactly the problems its markers name, no more and no fewer.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from driftwarden.manifests.validation import validate_paths
+from driftwarden.manifests.problems import Problem
+from driftwarden.manifests.result import ValidationResult
+from driftwarden.manifests.validation import validate_documents, validate_paths
 
 CORPUS = Path(__file__).parent / "corpus"
 PACKAGE = Path(__file__).parent.parent / "daemon" / "driftwarden"
@@ -146,7 +149,7 @@ def test_every_error_of_every_file_is_reported_in_one_run(tmp_path):
     result = validate_paths([tmp_path])
     assert len(result.errors) >= 3
     assert {Path(p.file).name for p in result.errors} == {"a.yaml", "b.yaml", "c.yaml"}
-    assert result.files == [str(tmp_path / n) for n in ("a.yaml", "b.yaml", "c.yaml")]
+    assert result.files == tuple(str(tmp_path / n) for n in ("a.yaml", "b.yaml", "c.yaml"))
 
 
 VALID_CLUSTER = b"""\
@@ -233,7 +236,7 @@ def test_astro_deployment_file_becomes_the_same_deployment_model(tmp_path):
     (tmp_path / "cluster.yaml").write_bytes(VALID_CLUSTER)
     (tmp_path / "reporting.yaml").write_text(ASTRO_FILE)
     result = validate_paths([tmp_path])
-    assert result.problems == []
+    assert result.problems == ()
     assert result.declared == {"Cluster": 1, "Deployment": 1}
     (deployment,) = result.deployments
     assert deployment.name == "reporting-dev"
@@ -278,9 +281,49 @@ def test_astro_file_with_schema_errors_is_reported_in_its_own_terms(tmp_path):
 def test_every_example_manifest_is_valid():
     """Every example under manifests/ validates without errors or warnings and builds every object."""
     result = validate_paths([EXAMPLES])
-    assert result.problems == [], "\n".join(str(p) for p in result.problems)
+    assert result.problems == (), "\n".join(str(p) for p in result.problems)
     assert len(result.files) == len(list(EXAMPLES.rglob("*.yaml"))) + len(list(EXAMPLES.rglob("*.yml")))
     assert result.declared == {"Cluster": 3, "Deployment": 3}
     assert len(result.clusters) == 3
     assert len(result.deployments) == 3
     assert "reporting" in {d.name for d in result.deployments}  # the Astro CLI file
+
+
+# --- the result is one value, built once ---------------------------------------------------------
+
+
+def test_a_validation_result_cannot_be_changed_once_built(tmp_path):
+    """Assigning to a result's field fails and its sequences are tuples, so no reader can change what another sees."""
+    (tmp_path / "cluster.yaml").write_bytes(VALID_CLUSTER)
+    result = validate_paths([tmp_path])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.problems = ()
+    assert [type(v) for v in (result.files, result.clusters, result.deployments, result.problems)] == [tuple] * 4
+    assert len(result.clusters) == 1
+
+
+def test_a_result_keeps_its_own_copy_of_what_it_was_built_from():
+    """Changing the list and the counts a result was built from afterwards leaves the result as it was."""
+    broken = Problem.error("a.yaml", "manifest.kind", "kind missing")
+    problems, declared = [broken], {"Cluster": 1}
+    result = ValidationResult(["a.yaml"], [], [], problems, declared, 0)
+    problems.append(Problem.warning("b.yaml", "yaml.no-documents", "file contains no YAML documents"))
+    declared["Cluster"] = 5
+    assert (result.problems, result.declared, result.valid) == ((broken,), {"Cluster": 1}, False)
+
+
+def test_problems_the_source_found_count_like_validations_own():
+    """Problems a source hands in join the result sorted among validation's own, and an error among them makes it invalid."""
+    symlink = Problem.error("manifests/link.yaml", "path.symlink", "symlinks are not followed in Git sources")
+    good = validate_documents([("manifests/cluster.yaml", VALID_CLUSTER)])
+    assert good.valid and good.problems == ()
+    result = validate_documents(
+        [("manifests/cluster.yaml", VALID_CLUSTER), ("manifests/a.yaml", b"kind: Cluster\n")], problems=[symlink]
+    )
+    assert [(p.file, p.rule) for p in result.problems] == [
+        ("manifests/a.yaml", "manifest.api-version"),
+        ("manifests/link.yaml", "path.symlink"),
+    ]
+    assert not result.valid
+    assert result.files == ("manifests/cluster.yaml", "manifests/a.yaml")
+    assert [c.name for c in result.clusters] == ["dev-use1"]

@@ -81,13 +81,13 @@ class Document:
             pointer = pointer.rsplit("/", 1)[0]
 
 
-@dataclass
+@dataclass(frozen=True)
 class FileResult:
     """What loading one file produced."""
 
     file: str
-    documents: list[Document]
-    problems: list[Problem]
+    documents: tuple[Document, ...]
+    problems: tuple[Problem, ...]
 
 
 def source_pointer(source_pointers: Mapping[str, str] | None, pointer: str) -> str:
@@ -207,11 +207,11 @@ def load_bytes(data: bytes, display: str, limits: Limits = Limits()) -> FileResu
     """Parse one file's bytes into documents and problems. Never raises for bad input."""
     text, problem = _decode(data, display)
     if problem is not None:
-        return FileResult(display, [], [problem])
+        return FileResult(display, (), (problem,))
     assert text is not None
     problem = _check_depth(text, display, limits)
     if problem is not None:
-        return FileResult(display, [], [problem])
+        return FileResult(display, (), (problem,))
     documents: list[Document] = []
     problems: list[Problem] = []
     try:
@@ -247,14 +247,14 @@ def load_bytes(data: bytes, display: str, limits: Limits = Limits()) -> FileResu
         )
     if not documents and not problems:
         problems.append(Problem.warning(display, "yaml.no-documents", "file contains no YAML documents"))
-    return FileResult(display, documents, problems)
+    return FileResult(display, tuple(documents), tuple(problems))
 
 
 def load_file(path: Path, display: str, limits: Limits = Limits()) -> FileResult:
     """Read and parse one file."""
     data, problem = read_bytes(path, display, limits)
     if problem is not None:
-        return FileResult(display, [], [problem])
+        return FileResult(display, (), (problem,))
     assert data is not None
     return load_bytes(data, display, limits)
 
@@ -513,7 +513,8 @@ class _Converter:
         value = node.value
         if node.ctag is _TAG_STR:
             return value
-        tag = node.tag
+        # The composer resolves a tag for every scalar; "" only keeps mypy honest about None.
+        tag = node.tag or ""
         if tag == _STR:
             return value
         converter = _SCALAR_CONVERTERS.get(tag)

@@ -34,6 +34,9 @@ _AZ_LETTERS: Mapping[str, tuple[str, str]] = {"ap-northeast-1": ("a", "c")}
 Executor = Literal["CELERY", "KUBERNETES"]
 DriftMode = Literal["enforce", "warn"]
 DeletionPolicy = Literal["Retain", "Delete"]
+SecretKind = Literal["secretsManagerArn", "ssmParameter", "env"]
+# The ways a secret variable's value can be given; a `valueFrom` names exactly one of them.
+SECRET_KINDS: tuple[SecretKind, ...] = ("secretsManagerArn", "ssmParameter", "env")
 
 
 class FrozenMap(Mapping[str, str]):
@@ -197,7 +200,7 @@ class WorkerQueue:
 class SecretSource:
     """Where a secret variable's value is read at apply time, in the control account."""
 
-    kind: Literal["secretsManagerArn", "ssmParameter", "env"]
+    kind: SecretKind
     ref: str
     json_key: str | None = None
 
@@ -404,7 +407,7 @@ def _environment_variable(raw: Mapping[str, Any]) -> EnvironmentVariable:
     source = raw.get("valueFrom")
     if not source:
         return EnvironmentVariable(key=raw["key"], value=_scalar_text(raw.get("value")))
-    kind = next(k for k in ("secretsManagerArn", "ssmParameter", "env") if k in source)
+    kind = next(k for k in SECRET_KINDS if k in source)
     return EnvironmentVariable(
         key=raw["key"], secret=SecretSource(kind=kind, ref=source[kind], json_key=source.get("jsonKey"))
     )

@@ -77,7 +77,7 @@ class SchemaSet:
         return self._inlined[kind]
 
     def _inline_root(self, schema: dict[str, Any]) -> dict[str, Any]:
-        inlined = self._inline(schema, schema["$id"], 0)
+        inlined: dict[str, Any] = self._inline(schema, schema["$id"], 0)
         inlined.pop("$defs", None)
         inlined["$id"] = schema["$id"]
         return inlined
@@ -228,14 +228,16 @@ def _expected_list(values: Iterable[Any]) -> str:
 def _describe(error: ValidationError, raw_scalars: Mapping[str, str]) -> list[SchemaError]:
     pointer = pointer_of(error.absolute_path)
     validator = error.validator
-    value = error.instance
+    # The instance and the keyword's value are whatever JSON the document and schema hold.
+    value: Any = error.instance
+    expected: Any = error.validator_value
     schema = error.schema if isinstance(error.schema, dict) else {}
     if "propertyNames" in error.relative_schema_path:
         key_pointer = f"{pointer}/{str(value).replace('~', '~0').replace('/', '~1')}"
         detail = _describe_value(error, raw_scalars, key_pointer)
         return [SchemaError(key_pointer, f"key {value!r} is not allowed: {detail}", "schema.key")]
     if validator == "required":
-        missing = [name for name in error.validator_value if isinstance(value, dict) and name not in value]
+        missing = [name for name in expected if isinstance(value, dict) and name not in value]
         return [
             SchemaError(f"{pointer}/{name}", f"missing required field {name!r}", "schema.required")
             for name in missing
@@ -264,8 +266,8 @@ def _known_fields(known: Iterable[str]) -> str:
 
 def _describe_value(error: ValidationError, raw_scalars: Mapping[str, str], pointer: str) -> str:
     validator = error.validator
-    value = error.instance
-    expected = error.validator_value
+    value: Any = error.instance
+    expected: Any = error.validator_value
     schema = error.schema if isinstance(error.schema, dict) else {}
     if validator == "enum":
         hint = _suggest(value, [str(v) for v in expected]) if isinstance(value, str) else ""
@@ -273,7 +275,7 @@ def _describe_value(error: ValidationError, raw_scalars: Mapping[str, str], poin
     if validator == "const":
         return f"must be {_show(expected)}, not {_show(value)}"
     if validator == "type":
-        wanted = expected if isinstance(expected, list) else [expected]
+        wanted: list[str] = expected if isinstance(expected, list) else [expected]
         message = f"expected {' or '.join(_JSON_TYPES.get(t, t) for t in wanted)}, got {_type_of(value)}"
         raw = raw_scalars.get(pointer)
         if "string" in wanted and raw is not None:
@@ -351,9 +353,9 @@ def _closest_branch_error(error: ValidationError, branches: list[Any]) -> Valida
     context = list(error.context or [])
     if not context:
         return None
-    value = error.instance
+    value: Any = error.instance
     if not isinstance(value, dict) or not branches:
-        return best_match(context)
+        return _best_match(context)
 
     def score(index: int) -> tuple[int, int, int, int]:
         branch = branches[index] if isinstance(branches[index], dict) else {}
@@ -370,6 +372,12 @@ def _closest_branch_error(error: ValidationError, branches: list[Any]) -> Valida
         if sub.relative_schema_path:
             by_branch.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
     if not by_branch:
-        return best_match(context)
+        return _best_match(context)
     chosen = max(by_branch, key=score)
-    return best_match(by_branch[chosen])
+    return _best_match(by_branch[chosen])
+
+
+def _best_match(errors: Iterable[ValidationError]) -> ValidationError | None:
+    # jsonschema's stubs type best_match's answer as Any; it is one of `errors`, or None.
+    match: ValidationError | None = best_match(errors)
+    return match

@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,15 +56,16 @@ from driftwarden.manifests.model import (
     prepare_defaults,
 )
 from driftwarden.manifests.problems import Problem
+from driftwarden.manifests.result import ValidationResult as ValidationResult
 from driftwarden.manifests.schemas import SchemaSet
 
 MAX_NODE_POOLS = 11
-RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 # Below this many files to check, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 400
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckedDocument:
     """One document after the per-file checks; `spec` is None when it is not valid."""
 
@@ -99,43 +100,13 @@ class CheckedDocument:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckedFile:
+    """One file after the per-file checks: what the validation cache keeps per content hash."""
+
     file: str
-    documents: list[CheckedDocument]
-    problems: list[Problem]
-
-
-@dataclass
-class ValidationResult:
-    files: list[str]
-    clusters: list[Cluster]
-    deployments: list[Deployment]
-    problems: list[Problem]
-    # How many objects of each kind were declared (valid or not).
-    declared: dict[str, int] = field(default_factory=dict)
-    cached_files: int = 0
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.is_error]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if not p.is_error]
-
-    @property
-    def valid(self) -> bool:
-        return not self.errors
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "valid": self.valid,
-            "files": len(self.files),
-            "objects": {kind: self.declared.get(kind, 0) for kind in KINDS},
-            "errors": [p.to_json() for p in self.errors],
-            "warnings": [p.to_json() for p in self.warnings],
-        }
+    documents: tuple[CheckedDocument, ...]
+    problems: tuple[Problem, ...]
 
 
 # --- per file ---------------------------------------------------------------------------------
@@ -157,7 +128,7 @@ def check_bytes(data: bytes, display: str, schemas: SchemaSet, limits: Limits = 
         problems.extend(found)
         if checked is not None:
             documents.append(checked)
-    return CheckedFile(display, documents, problems)
+    return CheckedFile(display, tuple(documents), tuple(problems))
 
 
 def check_document(document: Document, schemas: SchemaSet) -> tuple[CheckedDocument | None, list[Problem]]:
@@ -212,10 +183,13 @@ def check_document(document: Document, schemas: SchemaSet) -> tuple[CheckedDocum
     if errors:
         return checked, [_schema_problem(document, e, kind, name) for e in errors]
     filled = schemas.apply_defaults(kind, prepare_defaults(kind, data))
-    checked.metadata = normalize_metadata(filled["metadata"])
-    checked.spec = normalize_spec(kind, filled["spec"])
-    checked.authored_keys = frozenset(data.get("spec", {}))
-    return checked, []
+    valid = replace(
+        checked,
+        metadata=normalize_metadata(filled["metadata"]),
+        spec=normalize_spec(kind, filled["spec"]),
+        authored_keys=frozenset(data.get("spec", {})),
+    )
+    return valid, []
 
 
 def _astro_name(data: Mapping[str, Any]) -> str | None:
@@ -407,8 +381,8 @@ def _validate_paths(
         tree.problems, tree.declared = previous.problems, previous.declared
         cache.save(digests.items(), tree)
         return ValidationResult(
-            files=tree.files, clusters=[], deployments=[], problems=list(tree.problems),
-            declared=dict(tree.declared), cached_files=len(digests),
+            files=tree.files, clusters=(), deployments=(), problems=tree.problems,
+            declared=tree.declared, cached_files=len(digests),
         )
     checked: dict[str, CheckedFile] = {}
     pending: list[tuple[bytes, str, str]] = []
@@ -427,15 +401,13 @@ def _validate_paths(
                 problems.extend([problem] if problem else [])
                 continue
         pending.append((data, display, digest))
-    for (_data, display, digest), result in zip(pending, _check_all(pending, schemas, limits, workers), strict=True):
-        checked[display] = result
-        cache.put(display, digest, result)
+    fresh = _check_all(pending, schemas, limits, workers)
+    for (_data, display, digest), checked_file in zip(pending, fresh, strict=True):
+        checked[display] = checked_file
+        cache.put(display, digest, checked_file)
     ordered = [checked[display] for _real, display in files if display in checked]
-    result = validate_checked(ordered)
-    result.problems = sorted(problems + result.problems)
-    result.files = tree.files
-    result.cached_files = cached
-    tree.problems, tree.declared = result.problems, dict(result.declared)
+    result = validate_checked(ordered, names=tree.files, problems=problems, cached_files=cached)
+    tree.problems, tree.declared = list(result.problems), dict(result.declared)
     cache.save(digests.items(), tree)
     return result
 
@@ -455,18 +427,36 @@ def _check_all(
         return [result for chunk in pool.map(_check_chunk, chunks) for result in chunk]
 
 
-def validate_documents(named: Iterable[tuple[str, bytes]], schemas: SchemaSet | None = None) -> ValidationResult:
-    """Validate in-memory files (name, bytes): for sources that are not a directory."""
+def validate_documents(
+    named: Iterable[tuple[str, bytes]],
+    schemas: SchemaSet | None = None,
+    *,
+    problems: Iterable[Problem] = (),
+) -> ValidationResult:
+    """Validate in-memory files (name, bytes): for sources that are not a directory.
+
+    `problems` the source itself found (a Git tree's symlinks, unreadable blobs) join the
+    result as if validation had found them.
+    """
     schemas = schemas or default_schemas()
     checked = [check_bytes(data, name, schemas) for name, data in named]
-    result = validate_checked(checked)
-    result.files = [c.file for c in checked]
-    return result
+    return validate_checked(checked, problems=problems)
 
 
-def validate_checked(files: Sequence[CheckedFile]) -> ValidationResult:
-    """Build the objects of valid documents and run the checks across manifests."""
-    problems: list[Problem] = [p for f in files for p in f.problems]
+def validate_checked(
+    files: Sequence[CheckedFile],
+    *,
+    names: Iterable[str] | None = None,
+    problems: Iterable[Problem] = (),
+    cached_files: int = 0,
+) -> ValidationResult:
+    """Build the objects of valid documents and run the checks across manifests.
+
+    The result lists `names` as its files (by default the checked files' names) and counts
+    `problems` found before the per-file checks (unreadable files, a source's own) with its
+    own; it is complete when returned and never changed afterwards.
+    """
+    problems = [*problems, *(p for f in files for p in f.problems)]
     documents = [d for f in files for d in f.documents]
     declared: dict[str, int] = defaultdict(int)
     for doc in documents:
@@ -494,13 +484,14 @@ def validate_checked(files: Sequence[CheckedFile]) -> ValidationResult:
             deployments.append(
                 deployment_from_spec(doc.metadata, doc.spec, cluster, Origin(doc.file, doc.line, doc.index))
             )
-    problems.extend(_check_pool_capacity(deployments, clusters, {d.name: d for d in deployment_docs}))
+    problems.extend(_check_pool_capacity(deployments, clusters, {d.name or "": d for d in deployment_docs}))
     return ValidationResult(
-        files=[f.file for f in files],
+        files=[f.file for f in files] if names is None else names,
         clusters=sorted(clusters.values(), key=lambda c: c.name),
         deployments=sorted(deployments, key=lambda d: d.name),
         problems=sorted(problems),
-        declared=dict(declared),
+        declared=declared,
+        cached_files=cached_files,
     )
 
 
@@ -603,7 +594,8 @@ def _check_cidr(doc: CheckedDocument, text: str) -> list[Problem]:
     except ValueError as exc:
         return [doc.problem("cluster.cidr", f"{text!r} is not a valid network: {exc}", pointer)]
     problems = []
-    if not any(network.subnet_of(block) for block in RFC1918 if network.version == block.version):
+    private = isinstance(network, ipaddress.IPv4Network) and any(network.subnet_of(block) for block in RFC1918)
+    if not private:
         problems.append(
             doc.problem(
                 "cluster.cidr",

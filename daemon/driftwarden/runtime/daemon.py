@@ -312,9 +312,7 @@ class Revision:
 
 def validate_snapshot(snapshot: Snapshot) -> Revision:
     """Validate a snapshot's files in memory; the snapshot's own problems count as errors too."""
-    validation = validate_documents(sorted(snapshot.files.items()))
-    if snapshot.problems:
-        validation.problems = sorted([*validation.problems, *snapshot.problems])
+    validation = validate_documents(sorted(snapshot.files.items()), problems=snapshot.problems)
     return Revision(snapshot.revision, validation, empty=not snapshot.files, signer=snapshot.signer)
 
 
@@ -322,9 +320,9 @@ def _without_places(validation: ValidationResult, places: set[Place]) -> Validat
     """The same revision without the objects living in `places` (backing-off places are skipped)."""
     if not places:
         return validation
-    clusters = [c for c in validation.clusters if (c.account.id, c.region) not in places]
+    clusters = tuple(c for c in validation.clusters if (c.account.id, c.region) not in places)
     kept = {c.name for c in clusters}
-    deployments = [d for d in validation.deployments if d.cluster in kept]
+    deployments = tuple(d for d in validation.deployments if d.cluster in kept)
     return dataclasses.replace(validation, clusters=clusters, deployments=deployments)
 
 

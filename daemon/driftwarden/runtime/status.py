@@ -32,7 +32,7 @@ from driftwarden.engine.graph import Resource
 from driftwarden.engine.plan import Change
 from driftwarden.engine.reconcile import PassResult
 from driftwarden.manifests.model import Cluster, Deployment
-from driftwarden.manifests.validation import ValidationResult
+from driftwarden.manifests.result import ValidationResult
 from driftwarden.providers.base import Observed
 from driftwarden.runtime.metrics import ObjectStatus
 

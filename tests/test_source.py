@@ -12,15 +12,14 @@ import pytest
 
 from driftwarden.errors import SourceError, UsageError
 from driftwarden.manifests.loader import Limits
+from driftwarden.redaction import redact, redact_url
+from driftwarden.runtime.git_source import GitSource
 from driftwarden.runtime.source import (
     DirectorySource,
     GitCredentials,
-    GitSource,
     SignaturePolicy,
     Snapshot,
     open_source,
-    redact,
-    redact_url,
 )
 from gitrepo import (
     HERMETIC_GIT_ENV,

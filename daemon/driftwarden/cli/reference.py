@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import functools
 import os
 import re
 import sys
@@ -108,9 +109,9 @@ def _metavar(action: argparse.Action) -> str:
 def _synopsis(command: argparse.ArgumentParser, width: int = 96) -> str:
     """A usage line like argparse's, but the same on every Python and terminal."""
     grouped: dict[int, argparse._MutuallyExclusiveGroup] = {}
-    for group in command._mutually_exclusive_groups:
-        for action in group._group_actions:
-            grouped[id(action)] = group
+    for exclusive in command._mutually_exclusive_groups:
+        for action in exclusive._group_actions:
+            grouped[id(action)] = exclusive
     parts: list[str] = []
     done: set[int] = set()
     for action in _options(command):
@@ -213,12 +214,12 @@ def sections() -> dict[str, Callable[[], str]]:
     """Every generated section by marker name; README.md must carry each of them."""
     schemas = SchemaSet()
     found: dict[str, Callable[[], str]] = {
-        name: (lambda kind=kind: manifest_reference(kind, schemas)) for name, kind in _SCHEMA_SECTIONS.items()
+        name: functools.partial(manifest_reference, kind, schemas) for name, kind in _SCHEMA_SECTIONS.items()
     }
     with _neutral_environment():
         commands = list(_commands(_build_parser()))
     for command in commands:
-        found[f"cli-{command}"] = lambda command=command: cli_reference(command)
+        found[f"cli-{command}"] = functools.partial(cli_reference, command)
     found["metrics"] = metrics_reference
     return found
 

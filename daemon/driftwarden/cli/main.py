@@ -233,7 +233,7 @@ def _env_true(name: str) -> bool:
 
 
 def _duration(text: str) -> float:
-    from driftwarden.runtime.daemon import parse_duration
+    from driftwarden.runtime.settings import parse_duration
 
     try:
         return parse_duration(text)
@@ -306,7 +306,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
     import boto3
 
-    from driftwarden.runtime import daemon, logs
+    from driftwarden.runtime import logs, serve
+    from driftwarden.runtime.settings import DaemonSettings
     from driftwarden.runtime.source import GitCredentials, SignaturePolicy, open_source
 
     if args.sandbox_drift_every is not None and not args.sandbox:
@@ -317,7 +318,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     windows = args.apply_window
     if windows is None:
         windows = [w for w in re.split(r"[;\n]", _env_default("apply-window", "") or "") if w.strip()]
-    settings = daemon.DaemonSettings(
+    settings = DaemonSettings(
         interval_seconds=args.interval,
         drift_interval_seconds=args.drift_interval,
         metrics_host=args.metrics_host,
@@ -347,7 +348,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     alongside = None
     if args.sandbox_drift_every is not None:
         alongside = functools.partial(_drift_injector, args.sandbox_drift_every, args.instance)
-    return daemon.main(settings, source, boto3.Session, sandbox=args.sandbox, out=out, alongside_sandbox=alongside)
+    return serve.main(settings, source, boto3.Session, sandbox=args.sandbox, out=out, alongside_sandbox=alongside)
 
 
 def _drift_injector(every: float, instance: str) -> Any:

@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import reconcile  # noqa: E402  (the manifest generator of the reconcile benchmark)
-from driftwarden.runtime.daemon import parse_duration  # noqa: E402
+from driftwarden.runtime.settings import parse_duration  # noqa: E402
 from gitrepo import HERMETIC_GIT_ENV, Origin  # noqa: E402
 
 DRIFTWARDEN = shutil.which("driftwarden", path=str(Path(sys.executable).parent)) or "driftwarden"

@@ -660,7 +660,8 @@ def test_durations_and_apply_windows_read_like_crontab():
     from datetime import UTC, datetime
 
     from driftwarden.errors import UsageError
-    from driftwarden.runtime.daemon import ApplyWindows, parse_duration
+    from driftwarden.runtime.settings import parse_duration
+    from driftwarden.runtime.windows import ApplyWindows
 
     assert [parse_duration(t) for t in ("30s", "5m", "1h", "1h30m", "90", "0.5s")] == [30, 300, 3600, 5400, 90, 0.5]
     for bad in ("", "5x", "m5", "0s", "-1m"):

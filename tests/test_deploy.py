@@ -21,7 +21,7 @@ import pytest
 
 from driftwarden.cli import reference
 from driftwarden.cli.main import build_parser
-from driftwarden.runtime.daemon import DaemonSettings
+from driftwarden.runtime.settings import DaemonSettings
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

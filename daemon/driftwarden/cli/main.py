@@ -68,7 +68,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     import logging
 
     from driftwarden.providers.aws import default_session_factory
-    from driftwarden.runtime import daemon, logs
+    from driftwarden.runtime import logs, serve
+    from driftwarden.runtime.settings import DaemonSettings
     from driftwarden.runtime.source import GitCredentials, SignaturePolicy, open_source
 
     if args.sandbox_drift_every is not None and not args.sandbox:
@@ -76,7 +77,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     logs.configure(args.log_format, level=getattr(logging, str(args.log_level).upper()))
     if args.verify_signatures_gpg_keyring and args.verify_signatures_ssh_allowed_signers:
         raise UsageError("give --verify-signatures-gpg-keyring or --verify-signatures-ssh-allowed-signers, not both")
-    settings = daemon.DaemonSettings(
+    settings = DaemonSettings(
         interval_seconds=args.interval,
         drift_interval_seconds=args.drift_interval,
         metrics_host=args.metrics_host,
@@ -106,7 +107,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     alongside = None
     if args.sandbox_drift_every is not None:
         alongside = functools.partial(_drift_injector, args.sandbox_drift_every, args.instance)
-    return daemon.main(settings, source, default_session_factory(), sandbox=args.sandbox, out=out, alongside_sandbox=alongside)
+    return serve.main(settings, source, default_session_factory(), sandbox=args.sandbox, out=out, alongside_sandbox=alongside)
 
 
 def _drift_injector(every: float, instance: str) -> Any:

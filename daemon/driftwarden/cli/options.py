@@ -65,7 +65,7 @@ def switch(text: str) -> bool:
 def duration(text: str) -> float:
     """Seconds in `30s`, `5m`, `1h30m` (argparse type: its message is the usage error)."""
     # The daemon owns duration syntax; imported here, not at module level, to keep `validate` light.
-    from driftwarden.runtime.daemon import parse_duration
+    from driftwarden.runtime.settings import parse_duration
 
     try:
         return parse_duration(text)

@@ -43,8 +43,10 @@ class ReconcileSettings:
     retired_places: tuple[Place, ...] = ()
 
 
-@dataclass
+@dataclass(frozen=True)
 class PassResult:
+    """What one pass validated, observed, planned and (for `apply_once`) did; built once, never changed."""
+
     revision: str
     validation: ValidationResult
     plan: Plan | None = None
@@ -143,9 +145,8 @@ def plan_once(
     resolve_secret: SecretResolver,
 ) -> PassResult:
     """Validate, observe and plan; change nothing."""
-    result = PassResult(revision=revision, validation=validation)
     if not validation.valid:
-        return result
+        return PassResult(revision=revision, validation=validation)
     load_providers()
     resources = build_graph(validation.clusters, validation.deployments, settings.instance)
     resources, secret_errors = _with_secret_hashes(resources, resolve_secret)
@@ -187,10 +188,7 @@ def plan_once(
             PlanError(f"{error.account}/{error.region}", "", f"cannot read {error.type} in account {error.account} "
                       f"{error.region}: {error.message}")
         )
-    result.observation = observation
-    result.plan = plan
-    result.resources = resources
-    return result
+    return PassResult(revision=revision, validation=validation, plan=plan, observation=observation, resources=resources)
 
 
 def _preflight(plan: Plan, validation: ValidationResult, sessions: AwsSessions, instance: str) -> None:
@@ -238,5 +236,4 @@ def apply_once(
     )
     if cancelled():
         return result
-    result.outcomes = applier.run(result.plan.changes)
-    return result
+    return dataclasses.replace(result, outcomes=applier.run(result.plan.changes))

@@ -5,24 +5,23 @@ depend on them. Labels stay low-cardinality — kinds, resource types, accounts,
 results — never ARNs, ids or error strings.
 
 This is the only module that imports prometheus_client. It also adapts the AWS layer's
-call observer (`ApiCallObserver`) to the AWS call counters, and turns one reconcile pass into
-the drift and status series.
+call observer (`ApiCallObserver`) to the AWS call counters, and turns one reconcile pass (its
+`PassReport` and its assessment) into the pass, apply, drift and status series; it counts
+nothing the report has already counted.
 """
 
 from __future__ import annotations
 
 from collections import Counter as _Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from driftwarden.engine.apply import Outcome
+from driftwarden.runtime.report import PassReport
+from driftwarden.runtime.status import ObjectStatus
 
 PREFIX = "driftwarden"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -30,19 +29,6 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Poll intervals run from seconds to a day, and one reconcile of many accounts can take
 # minutes (EKS waits are far longer, but those are awaited outside the measured pass).
 RECONCILE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 86400)
-
-
-@dataclass(frozen=True)
-class ObjectStatus:
-    """One manifest object as /status and resource_info show it."""
-
-    kind: str
-    name: str
-    cluster: str
-    account: str
-    region: str
-    status: str
-    drift: str  # none | drifted | warn | suspended
 
 
 class SnapshotGauge(Collector):
@@ -165,8 +151,8 @@ class Metrics:
         for kind in ("Cluster", "Deployment"):
             for valid in ("true", "false"):
                 self.manifests.labels(kind=kind, valid=valid).set(0)
-        for kind, valid, count in counts:
-            self.manifests.labels(kind=kind, valid="true" if valid else "false").set(count)
+        for kind, is_valid, count in counts:
+            self.manifests.labels(kind=kind, valid="true" if is_valid else "false").set(count)
 
     def set_objects(self, objects: Iterable[ObjectStatus], drifted: _Counter[tuple[str, str, str, str]]) -> None:
         """Replace the per-object series: objects gone from Git must not linger.
@@ -184,11 +170,18 @@ class Metrics:
         self.resource_info.replace(info)
         self.drifted_resources.replace(counts)
 
-    def record_outcomes(self, outcomes: Iterable[Outcome]) -> None:
-        for outcome in outcomes:
-            self.apply_actions.labels(
-                action=outcome.change.action, resource=outcome.change.type, result=outcome.result
-            ).inc()
+    def record_pass(self, report: PassReport) -> None:
+        """The pass's result, its apply actions, and the time of the last pass without an error."""
+        for (action, resource, result), count in report.actions.items():
+            self.apply_actions.labels(action=action, resource=resource, result=result).inc(count)
+        self.reconcile_total.labels(result=report.result).inc()
+        if report.result == "success":
+            self.last_success.set(report.started)
+
+    def record_drift(self, newly_drifted: Iterable[tuple[str, str]]) -> None:
+        """One `drift_detected` per resource found drifted that was not drifted the pass before."""
+        for kind, resource in newly_drifted:
+            self.drift_detected.labels(kind=kind, resource=resource).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

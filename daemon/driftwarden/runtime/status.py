@@ -16,7 +16,8 @@ Objects annotated `driftwarden/drift: warn` have their differences held by the p
 reported as drift "warn", never repaired. Suspended objects are "suspended", whatever AWS says.
 
 What it must not do: call AWS, keep state of its own, or put a value (observed or desired)
-anywhere: drifted resources carry field paths only, since values may be secret.
+anywhere: drifted resources carry field paths only, since values may be secret. It imports
+only pure modules (see `passview`): no boto3, prometheus_client, jsonschema, ruamel or git.
 """
 
 from __future__ import annotations
@@ -27,20 +28,27 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from driftwarden.engine.apply import Outcome
 from driftwarden.engine.graph import Resource
-from driftwarden.engine.plan import Change
-from driftwarden.engine.reconcile import PassResult
 from driftwarden.manifests.model import Cluster, Deployment
-from driftwarden.manifests.result import ValidationResult
-from driftwarden.providers.base import Observed
-from driftwarden.runtime.metrics import ObjectStatus
+from driftwarden.runtime.passview import DeclaredFacts, PassFacts, PassView, Place, PlaceTrouble
 
 Drift = Literal["none", "drifted", "warn", "suspended"]
-Place = tuple[str, str]  # (account id, region)
 
 CLUSTER_STATES = ("CREATING", "CREATED", "CREATE_FAILED", "UPDATING", "UPDATE_FAILED")
 DEPLOYMENT_STATES = ("CREATING", "HEALTHY", "UNHEALTHY")
+
+
+@dataclass(frozen=True)
+class ObjectStatus:
+    """One manifest object as /status and resource_info show it."""
+
+    kind: str
+    name: str
+    cluster: str
+    account: str
+    region: str
+    status: str
+    drift: str  # none | drifted | warn | suspended
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,7 @@ class DeclaredObject:
         return (self.account, self.region)
 
 
-def declared_objects(validation: ValidationResult) -> list[DeclaredObject]:
+def declared_objects(validation: DeclaredFacts) -> list[DeclaredObject]:
     """Every valid object of a revision, clusters first, with the place it lives in."""
     found = [_declared(cluster, cluster) for cluster in validation.clusters]
     clusters = {c.name: c for c in validation.clusters}
@@ -150,8 +158,10 @@ class DriftMemory:
     fingerprints: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Assessment:
+    """Status and drift of every object after one pass, and what the next pass must remember."""
+
     objects: dict[str, ObjectState]
     memory: DriftMemory
     # (owner kind, resource type) of each resource found drifted that was not drifted before.
@@ -160,17 +170,9 @@ class Assessment:
     drift_counts: Counter[tuple[str, str, str, str]]
 
 
-@dataclass(frozen=True)
-class PlaceTrouble:
-    """A place (account, region) that was not reconciled this pass, and why."""
-
-    error: str
-    next_attempt: float | None = None
-
-
 def assess(
-    validation: ValidationResult,
-    result: PassResult | None,
+    validation: DeclaredFacts,
+    result: PassFacts | None,
     *,
     memory: DriftMemory,
     previous: Mapping[str, ObjectState],
@@ -184,7 +186,7 @@ def assess(
     when the pass only planned (outside every apply window).
     """
     troubled = troubled or {}
-    view = _PassView(result)
+    view = PassView(result)
     objects: dict[str, ObjectState] = {}
     drifted_now: set[str] = set()
     in_sync: set[str] = set()
@@ -271,7 +273,7 @@ def _carried_over(obj: DeclaredObject, previous: ObjectState | None, trouble: Pl
 
 
 def _drift_of(
-    obj: DeclaredObject, resource: Resource, view: _PassView, memory: DriftMemory, print_: str, applied: bool
+    obj: DeclaredObject, resource: Resource, view: PassView, memory: DriftMemory, print_: str, applied: bool
 ) -> DriftedResource | None:
     key = resource.key
     change = view.changes.get(key)
@@ -291,7 +293,7 @@ def _drift_of(
     return DriftedResource(key, planned.type, planned.action, fields, repair)
 
 
-def _status(obj: DeclaredObject, phases: Mapping[str, str], view: _PassView, done: Mapping[str, ObjectState]) -> str:
+def _status(obj: DeclaredObject, phases: Mapping[str, str], view: PassView, done: Mapping[str, ObjectState]) -> str:
     values = set(phases.values())
     failed = bool(values & {"create_failed", "update_failed"}) or view.error_of(obj.owner) is not None
     busy = bool(values & {"creating", "updating"})
@@ -309,87 +311,6 @@ def _status(obj: DeclaredObject, phases: Mapping[str, str], view: _PassView, don
     if "creating" in values or (cluster is not None and cluster.status == "CREATING"):
         return "CREATING"
     return "HEALTHY"
-
-
-class _PassView:
-    """Indexes of one pass, by resource key and owner."""
-
-    def __init__(self, result: PassResult | None) -> None:
-        self.resources: dict[str, list[Resource]] = {}
-        self.observed: dict[str, Observed] = {}
-        self.changes: dict[str, Change] = {}
-        self.held: dict[str, Change] = {}
-        self.outcomes: dict[str, Outcome] = {}
-        self.unchanged: set[str] = set()
-        self.places: set[Place] = set()
-        self.types: dict[str, str] = {}
-        self._errors: dict[str, str] = {}
-        self._read_errors: dict[Place, str] = {}
-        if result is None:
-            return
-        for resource in result.resources:
-            self.resources.setdefault(resource.owner, []).append(resource)
-            self.places.add(resource.place)
-            self.types[resource.key] = resource.type
-        if result.observation is not None:
-            for item in result.observation.resources:
-                if item.key is not None:
-                    self.observed.setdefault(item.key, item)
-            for place_error in result.observation.errors:
-                self._read_errors.setdefault((place_error.account, place_error.region), place_error.message)
-        if result.plan is not None:
-            self.changes = {c.key: c for c in result.plan.changes if c.resource is not None}
-            self.held = {c.key: c for c in result.plan.held if c.resource is not None}
-            self.unchanged = set(result.plan.unchanged)
-            for error in result.plan.errors:
-                if error.owner:
-                    self._errors.setdefault(error.owner, error.message)
-        for outcome in result.outcomes:
-            self.outcomes[outcome.change.key] = outcome
-            if outcome.result == "failed" and outcome.change.owner:
-                self._errors.setdefault(outcome.change.owner, f"{outcome.change.action} {outcome.change.key}: {outcome.message}")
-
-    def read_error(self, place: Place) -> PlaceTrouble | None:
-        error = self._read_errors.get(place)
-        return PlaceTrouble(error) if error is not None else None
-
-    def error_of(self, owner: str) -> str | None:
-        return self._errors.get(owner)
-
-    def type_of(self, key: str) -> str:
-        return self.types.get(key, "")
-
-    def in_sync_after(self, key: str) -> bool:
-        if key in self.unchanged:
-            observed = self.observed.get(key)
-            return observed is None or observed.status == "ready"
-        outcome = self.outcomes.get(key)
-        return outcome is not None and outcome.result == "applied" and outcome.change.action != "delete"
-
-    def phase(self, key: str) -> str:
-        """ok | creating | updating | create_failed | update_failed, after this pass."""
-        observed = self.observed.get(key)
-        outcome = self.outcomes.get(key)
-        if outcome is not None:
-            creating = outcome.change.action == "create" or observed is None
-            if outcome.result == "failed":
-                return "create_failed" if creating else "update_failed"
-            if outcome.result in ("pending", "skipped"):
-                return "creating" if creating else "updating"
-            after = outcome.observed
-            if after is not None and after.status == "pending":
-                return "creating" if creating else "updating"
-            return "ok"
-        if observed is None:
-            return "creating"  # not there yet: held, outside a window, or waiting on others
-        state = (observed.state or "").upper()
-        if observed.status == "pending":
-            return "creating" if "CREAT" in state else "updating"
-        if observed.status == "failed":
-            return "create_failed" if "CREATE" in state else "update_failed"
-        if observed.status == "deleting":
-            return "updating"
-        return "ok"
 
 
 def object_statuses(objects: Iterable[ObjectState]) -> list[ObjectStatus]:

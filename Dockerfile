@@ -2,6 +2,8 @@
 #
 #   docker build -t driftwarden .                    (buildah/podman: add --format docker, or
 #                                                      the HEALTHCHECK is dropped from the image)
+#   docker build --build-arg WITH_SANDBOX=true -t driftwarden:sandbox .
+#                                                    (for demos: adds moto, for --sandbox)
 #   docker run --read-only -v driftwarden-cache:/var/cache/driftwarden \
 #     -e DRIFTWARDEN_SOURCE=https://git.example.com/platform/manifests.git \
 #     -e DRIFTWARDEN_HTTPS_TOKEN_FILE=/run/secrets/git-token -p 9108:9108 driftwarden
@@ -17,6 +19,10 @@
 # uses a debootstrap'd bookworm where Docker Hub is out of reach). Every stage uses this one
 # base: the venv is copied between stages, and its interpreter is the base's python3.
 ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
+# The production image leaves out the `sandbox` extra (moto and its ~45 dependencies, over
+# 200 MB: a simulated AWS has no business next to real credentials); `true` adds it, for the
+# demo image whose `DRIFTWARDEN_SANDBOX=1` runs without AWS.
+ARG WITH_SANDBOX=false
 
 # --- deps: a venv with the pinned dependencies, nothing else ---------------------------------
 FROM ${BASE_IMAGE} AS deps
@@ -28,13 +34,20 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-# From the lock alone: --no-deps, so nothing outside it gets in; --only-binary, so no compiler
-# and no sdist build running arbitrary code; pip check, so a missing dependency fails the build.
+# From the locks alone: --no-deps, so nothing outside them gets in; --only-binary, so no
+# compiler and no sdist build running arbitrary code; pip check, so a missing dependency fails
+# the build. The sandbox lock holds only what the sandbox extra adds to requirements.lock.
 # pip and setuptools leave in the same layer: the runtime venv needs neither. This stage, the
-# biggest layer of the image, changes only when the lock does.
-COPY deploy/container/requirements.lock /tmp/requirements.lock
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-deps --only-binary=:all: --requirement /tmp/requirements.lock \
+# biggest layer of the image, changes only when a lock (or WITH_SANDBOX) does.
+ARG WITH_SANDBOX
+COPY deploy/container/requirements.lock deploy/container/requirements-sandbox.lock /tmp/
+RUN case "$WITH_SANDBOX" in \
+      true) sandbox_lock="--requirement /tmp/requirements-sandbox.lock" ;; \
+      false) sandbox_lock="" ;; \
+      *) echo "WITH_SANDBOX must be true or false, not '$WITH_SANDBOX'" >&2; exit 1 ;; \
+    esac \
+ && python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-deps --only-binary=:all: --requirement /tmp/requirements.lock $sandbox_lock \
  && /opt/venv/bin/pip check \
  && /opt/venv/bin/python -m pip uninstall --yes --quiet setuptools pip
 
@@ -66,11 +79,20 @@ FROM ${BASE_IMAGE}
 # git and ssh: gitpython runs the git binary, and SSH remotes need ssh; gpg verifies signed
 # commits (--verify-signatures-gpg-keyring; SSH signatures use ssh-keygen); ca-certificates for
 # HTTPS remotes; tini is PID 1: it forwards SIGTERM to driftwarden (which then finishes its pass
-# and exits 0) and reaps the git and ssh processes it leaves behind.
-RUN apt-get update \
+# and exits 0) and reaps the git and ssh processes it leaves behind. apt's package caches
+# (*.bin, some 80 MB once bookworm's lists are read) go with the lists: a base without
+# Debian's docker-clean setting would keep them in this layer.
+# git depends on perl for its commands written in Perl (send-email, svn, cvs, instaweb), none of
+# which gitpython runs; perl's module trees (~47 MB, a fifth of the image) are kept out the way
+# slim images keep out documentation, by dpkg path-exclude: the package database stays whole,
+# and perl-base (what dpkg and debconf use) is untouched. container-smoke.sh clones and fetches
+# with gitpython inside the image.
+RUN printf '%s\n' 'path-exclude /usr/share/perl/*' 'path-exclude /usr/lib/*/perl/*' \
+        >/etc/dpkg/dpkg.cfg.d/driftwarden-no-perl-modules \
+ && apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         ca-certificates git gpg openssh-client tini \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt /var/log/dpkg.log
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
 # A fixed numeric uid, so `runAsNonRoot` can check it without reading /etc/passwd. Its home
 # is the cache: git, ssh and gpg write there, and nowhere else.
@@ -118,7 +140,9 @@ ENTRYPOINT ["/usr/bin/tini", "--", "/opt/venv/bin/driftwarden", "run"]
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG BASE_IMAGE
+ARG WITH_SANDBOX
 LABEL org.opencontainers.image.title="driftwarden" \
+      dev.driftwarden.sandbox="${WITH_SANDBOX}" \
       org.opencontainers.image.description="GitOps reconciliation daemon for an Airflow platform on AWS: Git manifests in, AWS that matches them out, drift in Prometheus." \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \

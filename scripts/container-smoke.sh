@@ -8,22 +8,27 @@ Usage: scripts/container-smoke.sh [--base IMAGE | --local-base] [--rebuild-base]
        scripts/container-smoke.sh --update-lock
        scripts/container-smoke.sh -h | --help
 
-Builds the repository's Dockerfile with buildah and checks the image, stopping at the first
-failure (exit 1):
-  1. the image config: a non-root numeric USER, a HEALTHCHECK on /healthz, an ENTRYPOINT that
-     runs `driftwarden run` under tini, the cache VOLUME, the OCI labels;
-  2. inside the image: `id -u` is not 0, `driftwarden --version`, and
-     `driftwarden validate /usr/share/driftwarden/manifests`;
-  3. the daemon: the image's ENTRYPOINT with DRIFTWARDEN_SANDBOX=1 and DRIFTWARDEN_SOURCE set to
-     the bundled manifests, until the image's own HEALTHCHECK command passes and /readyz says a
-     first sync completed; then SIGTERM must end it with status 0, and it must have written
-     nothing outside /var/cache/driftwarden (what a read-only root filesystem needs).
+Builds the repository's Dockerfile with buildah twice, the production image (WITH_SANDBOX=false:
+no moto) and the sandbox image for demos (WITH_SANDBOX=true), prints both sizes, and checks
+them, stopping at the first failure (exit 1):
+  1. the production image is under SMOKE_MAX_PRODUCTION_MB (250);
+  2. the config of both: a non-root numeric USER, a HEALTHCHECK on /healthz, an ENTRYPOINT that
+     runs `driftwarden run` under tini, the cache VOLUME, the OCI labels and the sandbox label;
+  3. inside the production image: `id -u` is not 0, `driftwarden --version`,
+     `driftwarden validate /usr/share/driftwarden/manifests`, no moto, and `--sandbox` naming
+     the extra to install;
+  4. the daemon, in the sandbox image: its ENTRYPOINT with DRIFTWARDEN_SANDBOX=1 and
+     DRIFTWARDEN_SOURCE set to the bundled manifests, until the image's own HEALTHCHECK command
+     passes and /readyz says a first sync completed; then SIGTERM must end it with status 0, and
+     it must have written nothing outside /var/cache/driftwarden (what a read-only root
+     filesystem needs).
 Prints how long each step took, and a closing line "smoke: N passed, N failed".
 
 The base image: the Dockerfile's default (python:3.11-slim-bookworm from Docker Hub) when it is
 already in buildah's storage or can be pulled; otherwise a stand-in made here with debootstrap
-(Debian bookworm minbase + python3-venv, from the Debian mirror), committed as
-localhost/driftwarden-base:bookworm and reused by later runs. Its root filesystem tarball is
+(Debian bookworm minbase + python3-venv, from the Debian mirror, slimmed as Debian's slim
+images are: no documentation, manual pages or translations), committed as
+localhost/driftwarden-base:bookworm-slim and reused by later runs. Its root filesystem tarball is
 kept in the cache directory, so even a wiped image store does not run debootstrap again.
 
 Options:
@@ -31,13 +36,16 @@ Options:
   --local-base     use (or make) the debootstrap base without trying Docker Hub
   --rebuild-base   run debootstrap again even if a base is cached (implies --local-base)
   --keep           keep the working container of the checks, for `buildah run` by hand
-  --update-lock    rewrite deploy/container/requirements.lock from .venv (the versions the
-                   tests ran with) and PyPI, then exit; builds nothing
+  --update-lock    rewrite deploy/container/requirements.lock (runtime) and
+                   requirements-sandbox.lock (what the sandbox extra adds) from .venv (the
+                   versions the tests ran with) and PyPI, then exit; builds nothing
   -h, --help       this text
 
 Environment:
   SMOKE_CACHE           cache directory (default: ${XDG_CACHE_HOME:-$HOME/.cache}/driftwarden-smoke)
-  SMOKE_IMAGE           tag of the built image (default: localhost/driftwarden:smoke)
+  SMOKE_IMAGE           tag of the production image (default: localhost/driftwarden:smoke)
+  SMOKE_SANDBOX_IMAGE   tag of the sandbox image (default: localhost/driftwarden:smoke-sandbox)
+  SMOKE_MAX_PRODUCTION_MB  the production image's size limit in MB (default: 250)
   SMOKE_STORAGE_DRIVER  buildah storage driver (default: buildah's own, overlay; vfs, with its
                         own storage under SMOKE_CACHE, when overlay does not work here)
   SMOKE_CA_BUNDLE       CA bundle for pip inside the build, for a TLS-inspecting proxy
@@ -53,8 +61,11 @@ EOF
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 LOCK=deploy/container/requirements.lock
+SANDBOX_LOCK=deploy/container/requirements-sandbox.lock
 IMAGE=${SMOKE_IMAGE:-localhost/driftwarden:smoke}
-LOCAL_BASE=localhost/driftwarden-base:bookworm
+SANDBOX_IMAGE=${SMOKE_SANDBOX_IMAGE:-localhost/driftwarden:smoke-sandbox}
+MAX_PRODUCTION_MB=${SMOKE_MAX_PRODUCTION_MB:-250}
+LOCAL_BASE=localhost/driftwarden-base:bookworm-slim
 SMOKE_CACHE=${SMOKE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/driftwarden-smoke}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CACHE_IN_IMAGE=/var/cache/driftwarden
@@ -81,35 +92,56 @@ if ((update_lock)); then
   [[ -x $py ]] || { echo "container-smoke: no $py: run 'make test' (or pip install -e '.[dev]') first" >&2; exit 1; }
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  # The venv's versions are the tested ones: they constrain the resolution of the runtime
-  # dependencies with the sandbox extra (not dev); the build backend is resolved by itself.
+  # The venv's versions are the tested ones: they constrain two resolutions, the runtime
+  # dependencies alone (with the build backend, resolved by itself) and with the sandbox extra
+  # (not dev). The sandbox lock holds only what the second adds: the production image installs
+  # the first lock, the sandbox image both.
   "$py" -m pip freeze --exclude-editable >"$work/venv.txt"
   backend=$("$py" -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"])')
   # shellcheck disable=SC2086  # one word per build requirement
-  "$py" -m pip install --quiet --dry-run --ignore-installed --report "$work/report.json" \
-    --constraint "$work/venv.txt" '.[sandbox]' $backend
-  "$py" - "$work/report.json" "$LOCK" "$backend" <<'PY'
+  "$py" -m pip install --quiet --dry-run --ignore-installed --report "$work/runtime.json" \
+    --constraint "$work/venv.txt" . $backend
+  "$py" -m pip install --quiet --dry-run --ignore-installed --report "$work/sandbox.json" \
+    --constraint "$work/venv.txt" '.[sandbox]'
+  "$py" - "$work/runtime.json" "$work/sandbox.json" "$LOCK" "$SANDBOX_LOCK" "$backend" <<'PY'
 import json, re, sys
-report, out, backend = sys.argv[1], sys.argv[2], sys.argv[3].split()
+runtime_report, sandbox_report, out, sandbox_out = sys.argv[1:5]
+backend = sys.argv[5].split()
 canon = lambda name: re.sub(r"[-_.]+", "-", name).lower()
 backend_names = {canon(re.split(r"[<>=!~ ;\[]", b, maxsplit=1)[0]) for b in backend}
-pins = {canon(i["metadata"]["name"]): i["metadata"]["version"] for i in json.load(open(report))["install"]}
-pins.pop("driftwarden")
-runtime = sorted(n for n in pins if n not in backend_names)
+def pins(report):
+    found = {canon(i["metadata"]["name"]): i["metadata"]["version"] for i in json.load(open(report))["install"]}
+    found.pop("driftwarden")
+    return found
+runtime_pins, sandbox_pins = pins(runtime_report), pins(sandbox_report)
+runtime = sorted(n for n in runtime_pins if n not in backend_names)
+changed = sorted(n for n in runtime if sandbox_pins.get(n, runtime_pins[n]) != runtime_pins[n])
+if changed:
+    sys.exit(f"the sandbox extra would change runtime pins: {', '.join(changed)}")
+sandbox = sorted(n for n in sandbox_pins if n not in runtime_pins)
 lines = [
     "# The Python packages of the driftwarden image (Dockerfile), every one pinned: the runtime",
-    "# dependencies of pyproject.toml with the `sandbox` extra (moto, for `driftwarden run",
-    "# --sandbox`), not `dev`, and everything they need, at the versions of the development venv",
-    "# the tests ran with. Installed with `pip install --no-deps --only-binary=:all:`: nothing",
-    "# outside this file gets in, and `pip check` in the build fails when something is missing.",
-    "# Regenerate with: scripts/container-smoke.sh --update-lock",
-    *(f"{n}=={pins[n]}" for n in runtime),
+    "# dependencies of pyproject.toml and everything they need, at the versions of the",
+    "# development venv the tests ran with; not the `sandbox` extra (requirements-sandbox.lock,",
+    "# added only to the sandbox image) nor `dev`. Installed with `pip install --no-deps",
+    "# --only-binary=:all:`: nothing outside the lock gets in, and `pip check` in the build fails",
+    "# when something is missing. Regenerate with: scripts/container-smoke.sh --update-lock",
+    *(f"{n}=={runtime_pins[n]}" for n in runtime),
     "",
     "# The build backend ([build-system] requires): the wheel is built without build isolation.",
-    *(f"{n}=={pins[n]}" for n in sorted(backend_names)),
+    *(f"{n}=={runtime_pins[n]}" for n in sorted(backend_names)),
 ]
 open(out, "w").write("\n".join(lines) + "\n")
+sandbox_lines = [
+    "# The `sandbox` extra of pyproject.toml (moto, for `driftwarden run --sandbox`) and what it",
+    "# needs beyond requirements.lock, pinned at the versions of the development venv. Only the",
+    "# sandbox image installs it (Dockerfile: --build-arg WITH_SANDBOX=true), on top of",
+    "# requirements.lock. Regenerate with: scripts/container-smoke.sh --update-lock",
+    *(f"{n}=={sandbox_pins[n]}" for n in sandbox),
+]
+open(sandbox_out, "w").write("\n".join(sandbox_lines) + "\n")
 print(f"{out}: {len(runtime)} runtime packages, build backend {', '.join(sorted(backend_names))}")
+print(f"{sandbox_out}: {len(sandbox)} packages of the sandbox extra")
 PY
   exit 0
 fi
@@ -207,8 +239,25 @@ make_local_base() {
   fi
   ctr=$(bah from scratch)
   bah add --quiet "$ctr" "$tarball" / >/dev/null
+  # What debian:bookworm-slim (under python:3.11-slim-bookworm) leaves out, and keeps out of
+  # later apt-get installs: documentation but its copyright files, manual pages, translations;
+  # and apt's package caches. Without this the stand-in weighs some 80 MB more than the real
+  # base, and the production image's size check would measure the stand-in.
+  # shellcheck disable=SC2016  # expanded inside the base, by its sh
+  bah run --isolation chroot "$ctr" -- sh -c '
+    set -e
+    mkdir -p /etc/dpkg/dpkg.cfg.d /etc/apt/apt.conf.d
+    printf "%s\n" "path-exclude /usr/share/doc/*" "path-include /usr/share/doc/*/copyright" \
+      "path-exclude /usr/share/man/*" "path-exclude /usr/share/info/*" "path-exclude /usr/share/groff/*" \
+      "path-exclude /usr/share/lintian/*" "path-exclude /usr/share/linda/*" "path-exclude /usr/share/locale/*" \
+      >/etc/dpkg/dpkg.cfg.d/docker-slim
+    printf "%s\n" "Dir::Cache::pkgcache \"\";" "Dir::Cache::srcpkgcache \"\";" >/etc/apt/apt.conf.d/docker-clean
+    find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete
+    find /usr/share/doc -mindepth 1 -type d -empty -delete
+    rm -rf /usr/share/man/* /usr/share/info/* /usr/share/groff/* /usr/share/lintian/* /usr/share/locale/* \
+      /var/cache/apt/*.bin /var/cache/debconf/*-old /var/lib/dpkg/*-old'
   bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 \
-    --cmd /bin/bash --label org.opencontainers.image.description="Debian bookworm minbase + python3-venv (driftwarden container smoke)" "$ctr"
+    --cmd /bin/bash --label org.opencontainers.image.description="Debian bookworm minbase + python3-venv, slim (driftwarden container smoke)" "$ctr"
   bah commit --quiet --rm "$ctr" "$LOCAL_BASE" >/dev/null
   echo "rootfs tarball: $(($(stat -c %s "$tarball") / 1048576)) MiB"
 }
@@ -240,10 +289,9 @@ if [[ $base_choice == local ]]; then
 fi
 echo "base: $base_image"
 
-# --- build -----------------------------------------------------------------------------------
+# --- build ---------------------------------------------------------------------------------
 
-step "build $IMAGE"
-build=(--format docker --layers --isolation chroot -f Dockerfile -t "$IMAGE"
+build=(--format docker --layers --isolation chroot -f Dockerfile
   --build-arg "BASE_IMAGE=$base_image"
   --build-arg "VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -1)")
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -255,17 +303,35 @@ if [[ -n $ca && -r $ca ]]; then
   build+=(--volume "$(readlink -f "$ca"):/run/build-ca.pem:ro" --build-arg PIP_CERT=/run/build-ca.pem)
 fi
 build+=(--build-arg "PIP_INDEX_URL=${PIP_INDEX_URL:-https://pypi.org/simple}")
-bah bud "${build[@]}" "$ROOT"
-bah images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$IMAGE"
+
+# The image's size as `buildah images` prints it ("212 MB", decimal units), and in MB.
+image_size() { bah images --format '{{.Size}}' "$1" | head -1; }
+size_mb() {
+  awk '{ u = $2; f = (u == "kB" || u == "KB") ? 0.001 : (u == "MB") ? 1 : (u == "GB") ? 1000 : (u == "B") ? 1e-6 : -1;
+         if (f < 0) exit 1; printf "%.0f", $1 * f }' <<<"$1"
+}
+
+step "build $IMAGE (production: WITH_SANDBOX=false)"
+bah bud "${build[@]}" --build-arg WITH_SANDBOX=false -t "$IMAGE" "$ROOT"
+step "build $SANDBOX_IMAGE (demos: WITH_SANDBOX=true)"
+bah bud "${build[@]}" --build-arg WITH_SANDBOX=true -t "$SANDBOX_IMAGE" "$ROOT"
+
+step "image sizes"
+production_size=$(image_size "$IMAGE") sandbox_size=$(image_size "$SANDBOX_IMAGE")
+echo "image size: $IMAGE (production) $production_size"
+echo "image size: $SANDBOX_IMAGE (sandbox) $sandbox_size"
+production_mb=$(size_mb "$production_size") || fail "cannot read the size '$production_size'"
+((production_mb < MAX_PRODUCTION_MB)) || fail "the production image is $production_size, not under $MAX_PRODUCTION_MB MB"
+pass "production image $production_size (< $MAX_PRODUCTION_MB MB); sandbox image $sandbox_size"
 
 # --- checks ----------------------------------------------------------------------------------
 
-step "image config"
-bah inspect --type image "$IMAGE" >"$work/inspect.json"
-# Checks the config; writes the entrypoint and the healthcheck command as NUL-separated lists.
-python3 - "$CACHE_IN_IMAGE" "$work/inspect.json" "$work/commands" <<'PY' || fail "image config (above)"
+# Checks an image's config; writes its entrypoint and healthcheck command as NUL-separated lists.
+check_config() {
+  bah inspect --type image "$1" >"$work/inspect.json"
+  python3 - "$CACHE_IN_IMAGE" "$work/inspect.json" "$2" "$3" <<'PY'
 import json, sys
-cache, inspect, out = sys.argv[1:]
+cache, inspect, out, sandbox = sys.argv[1:]
 c = json.load(open(inspect))["Docker"]["config"]
 problems = []
 user = (c.get("User") or "root").split(":")[0]
@@ -289,6 +355,9 @@ for key in ("title", "version", "revision", "licenses", "base.name"):
     print(f"label {key}: {labels.get('org.opencontainers.image.' + key)}")
     if not labels.get("org.opencontainers.image." + key):
         problems.append(f"no label org.opencontainers.image.{key}")
+print("label dev.driftwarden.sandbox:", labels.get("dev.driftwarden.sandbox"))
+if labels.get("dev.driftwarden.sandbox") != sandbox:
+    problems.append(f"label dev.driftwarden.sandbox is not {sandbox}")
 env = dict(e.split("=", 1) for e in c.get("Env") or [])
 for key in ("HOME", "TMPDIR"):
     if not env.get(key, "").startswith(cache):
@@ -299,33 +368,73 @@ with open(out, "wb") as f:
     f.write(b"\0".join(a.encode() for a in ep) + b"\0\0" + b"\0".join(a.encode() for a in hc[1:]))
 sys.exit(1 if problems else 0)
 PY
-pass "image config: non-root USER, HEALTHCHECK /healthz, ENTRYPOINT tini -- driftwarden run, VOLUME, labels"
+}
+
+step "image config (production)"
+check_config "$IMAGE" "$work/commands-production" false || fail "image config of $IMAGE (above)"
+pass "production image config: non-root USER, HEALTHCHECK /healthz, ENTRYPOINT tini -- driftwarden run, VOLUME, labels"
+step "image config (sandbox)"
+check_config "$SANDBOX_IMAGE" "$work/commands" true || fail "image config of $SANDBOX_IMAGE (above)"
+pass "sandbox image config: the same"
 mapfile -d '' -t both <"$work/commands"
 entrypoint=() healthcheck=() into=entrypoint
 for arg in "${both[@]}"; do
   if [[ -z $arg ]]; then into=healthcheck; elif [[ $into == entrypoint ]]; then entrypoint+=("$arg"); else healthcheck+=("$arg"); fi
 done
 
+in_image() { bah run --isolation chroot "$@"; }
 ctr=$(bah from --quiet "$IMAGE")
 containers+=("$ctr")
-in_image() { bah run --isolation chroot "$@"; }
 
-step "non-root user"
+step "non-root user (production)"
 uid=$(in_image "$ctr" -- id -u)
 echo "id -u: $uid ($(in_image "$ctr" -- id -un 2>/dev/null || true))"
 [[ $uid =~ ^[0-9]+$ && $uid != 0 ]] || fail "the image runs as uid $uid"
 pass "runs as uid $uid"
 
-step "driftwarden --version"
+step "driftwarden --version (production)"
 version=$(in_image "$ctr" -- driftwarden --version) || fail "driftwarden --version"
 echo "$version"
 pass "$version"
 
-step "driftwarden validate /usr/share/driftwarden/manifests"
+step "driftwarden validate /usr/share/driftwarden/manifests (production)"
 in_image "$ctr" -- driftwarden validate /usr/share/driftwarden/manifests || fail "driftwarden validate exited $?"
 pass "validate of the bundled manifests"
 
-step "daemon: entrypoint on --sandbox until healthy and ready, then SIGTERM"
+step "git in the production image (gitpython: init, commit, clone, fetch)"
+# The image keeps perl's modules out (Dockerfile): what driftwarden's Git source does must work.
+git_check='
+import os, tempfile, git
+base = tempfile.mkdtemp(dir=os.environ["HOME"])
+origin = git.Repo.init(os.path.join(base, "origin"), initial_branch="main")
+with open(os.path.join(origin.working_tree_dir, "cluster.yaml"), "w") as f:
+    f.write("kind: Cluster\n")
+origin.index.add(["cluster.yaml"])
+who = git.Actor("smoke", "smoke@example.invalid")
+commit = origin.index.commit("one", author=who, committer=who)
+clone = git.Repo.clone_from(origin.git_dir, os.path.join(base, "clone"))
+clone.remotes.origin.fetch()
+assert clone.head.commit.hexsha == commit.hexsha, (clone.head.commit, commit)
+print("git", ".".join(map(str, git.Git().version_info)), "clone and fetch of", commit.hexsha[:12])
+'
+in_image "$ctr" -- python -c "$git_check" || fail "git in $IMAGE"
+pass "git works for gitpython (init, commit, clone, fetch)"
+
+step "no sandbox in the production image"
+# moto is not there, and --sandbox says how to get it instead of failing with a traceback.
+if in_image "$ctr" -- python -c "import moto" 2>/dev/null; then fail "moto is installed in $IMAGE"; fi
+set +e
+refusal=$(in_image "$ctr" -- driftwarden plan --sandbox --source /usr/share/driftwarden/manifests 2>&1)
+refused=$?
+set -e
+echo "driftwarden plan --sandbox: exit $refused: $(grep -m1 'driftwarden:' <<<"$refusal" | cut -c1-200)"
+((refused != 0)) && grep -q "driftwarden\[sandbox\]" <<<"$refusal" || fail "--sandbox in $IMAGE does not name the extra to install"
+pass "no moto; --sandbox names the extra to install"
+
+ctr=$(bah from --quiet "$SANDBOX_IMAGE")
+containers+=("$ctr")
+
+step "daemon (sandbox image): entrypoint on --sandbox until healthy and ready, then SIGTERM"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # Inside the image: the entrypoint in the background; the HEALTHCHECK command until it passes;
 # /readyz until the first sync is done; SIGTERM to tini; then every file written since start

@@ -5,11 +5,14 @@ accounting. Faults are injected on the wire by `faultproxy`, never by mocking bo
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import pytest
@@ -31,6 +34,7 @@ from driftwarden.providers.aws import (
     map_error,
     paginate,
 )
+from driftwarden.sandbox import moto_internals
 from driftwarden.sandbox.server import CLEARED_VARIABLES, Sandbox
 from faultproxy import (
     OK,
@@ -544,6 +548,64 @@ def test_sandbox_without_moto_explains_how_to_install_it(monkeypatch: pytest.Mon
 
     with pytest.raises(DriftwardenError, match=r"pip install 'driftwarden\[sandbox\]'"):
         Sandbox().start()
+
+
+def test_sandbox_refuses_a_moto_older_than_its_internals_need_naming_the_version() -> None:
+    """A moto older than MINIMUM_MOTO fails with a message naming the version needed; newer ones pass."""
+    needed = ".".join(map(str, moto_internals.MINIMUM_MOTO))
+
+    with pytest.raises(DriftwardenError, match=rf"moto >= {re.escape(needed)}, but moto 5\.2\.1 is installed"):
+        moto_internals.check_moto_version("5.2.1")
+    with pytest.raises(DriftwardenError, match=r"moto 4\.2\.14"):
+        moto_internals.check_moto_version("4.2.14")
+    for fine in (needed, "5.2.10", "5.10.0", "6.0.0.dev3"):
+        moto_internals.check_moto_version(fine)
+    moto_internals.require_moto()  # the installed moto
+
+
+def test_sandbox_extra_requires_the_moto_that_the_internals_check_for() -> None:
+    """pyproject's `sandbox` extra has MINIMUM_MOTO as moto's lower bound: pip and the check agree."""
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    bounds = [re.fullmatch(r"moto\[server\]>=([\d.]+)", r) for r in project["optional-dependencies"]["sandbox"]]
+
+    assert [m.group(1) for m in bounds if m] == [".".join(map(str, moto_internals.MINIMUM_MOTO))]
+
+
+def test_sandbox_lists_db_subnet_groups_in_the_tagging_api_as_aws_does(aws: AwsHelper) -> None:
+    """The sandbox's tagging API lists DB subnet groups (rds:subgrp) with their tags, as AWS's does."""
+    ec2 = aws.account_client(CONTROL_ACCOUNT_ID, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+        for i, zone in enumerate("ab")
+    ]
+    aws.account_client(CONTROL_ACCOUNT_ID, "rds").create_db_subnet_group(
+        DBSubnetGroupName="tagged", DBSubnetGroupDescription="d", SubnetIds=subnets,
+        Tags=[{"Key": "team", "Value": "data"}],
+    )
+
+    listed = aws.account_client(CONTROL_ACCOUNT_ID, "resourcegroupstaggingapi").get_resources(
+        ResourceTypeFilters=["rds:subgrp"]
+    )["ResourceTagMappingList"]
+
+    assert [(r["ResourceARN"].rsplit(":", 1)[1], r["Tags"]) for r in listed] == [
+        ("tagged", [{"Key": "team", "Value": "data"}])
+    ]
+
+
+def test_fixed_ids_hands_out_the_chosen_ids_in_order_then_random_ones_again(aws: AwsHelper) -> None:
+    """Inside `fixed_ids` new VPCs take the chosen ids in order; past them, and after the block, ids are random."""
+    ec2 = aws.account_client(CONTROL_ACCOUNT_ID, "ec2")
+    ec2.describe_vpcs()  # moto's default VPC first, outside the block
+
+    with moto_internals.fixed_ids("vpc", ["vpc-0fixed0000000001"]):
+        first = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+        beyond = ec2.create_vpc(CidrBlock="10.2.0.0/16")["Vpc"]["VpcId"]
+    after = ec2.create_vpc(CidrBlock="10.3.0.0/16")["Vpc"]["VpcId"]
+
+    assert first == "vpc-0fixed0000000001"
+    assert beyond != first and after != first and beyond.startswith("vpc-") and after.startswith("vpc-")
+    assert (CONTROL_ACCOUNT_ID, REGION) in moto_internals.simulated_places()
 
 
 def test_client_config_follows_the_standard_retry_environment(monkeypatch) -> None:

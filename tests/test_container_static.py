@@ -1,11 +1,12 @@
-"""The container image's contract, read from Dockerfile, .dockerignore and the lock: no build.
+"""The container image's contract, read from Dockerfile, .dockerignore and the locks: no build.
 
 scripts/container-smoke.sh builds the image with buildah and runs it, which takes minutes; these
 checks take milliseconds and cover what can be read off the files: the base image is a build
 argument, the daemon runs as a non-root user under an init process, the health check asks
 /healthz on the daemon's metrics port (and fails on a 503), the cache volume is the only
-writable state, every Python package is pinned, and the build context holds what the
-Dockerfile copies and never the venv or Git metadata.
+writable state, every Python package is pinned, the production image (the default) leaves the
+sandbox extra out, and the build context holds what the Dockerfile copies and never the venv or
+Git metadata.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ROOT = Path(__file__).parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 LOCK = ROOT / "deploy" / "container" / "requirements.lock"
+SANDBOX_LOCK = ROOT / "deploy" / "container" / "requirements-sandbox.lock"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 INITS = {"tini", "dumb-init"}
 
@@ -308,39 +310,41 @@ def test_the_oci_labels_carry_the_pyproject_version() -> None:
     assert version_args == [f"VERSION={PYPROJECT['project']['version']}"]
 
 
-def lock_pins() -> dict[str, str]:
+def lock_pins(lock: Path = LOCK) -> dict[str, str]:
     pins: dict[str, str] = {}
-    for number, raw in enumerate(LOCK.read_text().splitlines(), 1):
+    for number, raw in enumerate(lock.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
-        assert match, f"{LOCK.name}:{number}: {raw!r} is not NAME==VERSION"
+        assert match, f"{lock.name}:{number}: {raw!r} is not NAME==VERSION"
         name = canonicalize_name(match.group(1))
-        assert name not in pins, f"{LOCK.name}:{number}: {name} pinned twice"
+        assert name not in pins, f"{lock.name}:{number}: {name} pinned twice"
         pins[name] = match.group(2)
     return pins
 
 
-def test_the_lock_pins_every_runtime_dependency_with_double_equals() -> None:
-    """Each dependency of pyproject and of its sandbox extra is pinned with == to a version it allows."""
-    pins = lock_pins()
-    project = PYPROJECT["project"]
-    required = [
-        Requirement(r)
-        for r in [*project["dependencies"], *project["optional-dependencies"]["sandbox"]]
-    ]
-    for requirement in required:
+def assert_pinned(requirements: list[str], pins: dict[str, str], lock: Path) -> None:
+    for requirement in (Requirement(r) for r in requirements):
         name = canonicalize_name(requirement.name)
-        assert name in pins, f"{requirement} is not in {LOCK.name}"
+        assert name in pins, f"{requirement} is not in {lock.name}"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
-            f"{name}=={pins[name]} vs {requirement}"
+            f"{lock.name}: {name}=={pins[name]} vs {requirement}"
         )
-    for requirement in (Requirement(r) for r in PYPROJECT["build-system"]["requires"]):
-        name = canonicalize_name(requirement.name)
-        assert name in pins and requirement.specifier.contains(pins[name]), (
-            f"build backend {requirement}"
-        )
+
+
+def test_the_lock_pins_every_runtime_dependency_with_double_equals() -> None:
+    """Each dependency of pyproject is pinned in requirements.lock, its sandbox extra in the sandbox lock, with == to a version it allows."""
+    project = PYPROJECT["project"]
+    assert_pinned(project["dependencies"], lock_pins(), LOCK)
+    assert_pinned(PYPROJECT["build-system"]["requires"], lock_pins(), LOCK)
+    assert_pinned(project["optional-dependencies"]["sandbox"], lock_pins(SANDBOX_LOCK), SANDBOX_LOCK)
+
+
+def test_the_sandbox_lock_only_adds_to_the_runtime_lock() -> None:
+    """No package is pinned in both locks: the sandbox image cannot install two versions of one."""
+    assert sorted(set(lock_pins()) & set(lock_pins(SANDBOX_LOCK))) == []
+    assert "moto" in lock_pins(SANDBOX_LOCK) and "moto" not in lock_pins()
 
 
 def test_the_lock_leaves_out_the_dev_extra() -> None:
@@ -356,7 +360,37 @@ def test_the_lock_leaves_out_the_dev_extra() -> None:
         canonicalize_name(Requirement(r).name)
         for r in PYPROJECT["project"]["optional-dependencies"]["dev"]
     }
-    assert not (dev_only - runtime) & set(lock_pins())
+    assert not (dev_only - runtime) & (set(lock_pins()) | set(lock_pins(SANDBOX_LOCK)))
+
+
+def sandbox_lock_argument(with_sandbox: str) -> subprocess.CompletedProcess[str]:
+    """What the lock stage's RUN puts in $sandbox_lock for WITH_SANDBOX, run by the shell as the build would."""
+    (run,) = [i.args for i in lock_stage() if i.keyword == "RUN" and "WITH_SANDBOX" in i.args]
+    choice = run.split("&&", 1)[0]
+    assert choice.lstrip().startswith("case "), choice
+    return subprocess.run(
+        ["sh", "-c", f'{choice}\nprintf %s "$sandbox_lock"'],
+        env={"PATH": os.environ["PATH"], "WITH_SANDBOX": with_sandbox},
+        capture_output=True, text=True, check=False,
+    )
+
+
+def test_the_production_image_is_the_default_and_leaves_the_sandbox_extra_out() -> None:
+    """WITH_SANDBOX defaults to false, which installs requirements.lock alone; true adds the sandbox lock; other values fail."""
+    assert global_args().get("WITH_SANDBOX") == "false"
+    (install,) = [
+        command for i in lock_stage() if i.keyword == "RUN"
+        for command in i.args.split("&&") if re.search(r"\bpip\b.*\binstall\b", command)
+    ]
+    assert "--requirement /tmp/requirements.lock $sandbox_lock" in install
+
+    production, sandbox, bogus = (sandbox_lock_argument(v) for v in ("false", "true", "yes"))
+
+    assert (production.returncode, production.stdout) == (0, "")
+    assert (sandbox.returncode, sandbox.stdout) == (0, "--requirement /tmp/requirements-sandbox.lock")
+    assert bogus.returncode != 0 and "WITH_SANDBOX must be true or false" in bogus.stderr
+    copied = [i.args for i in lock_stage() if i.keyword == "COPY"]
+    assert any(SANDBOX_LOCK.relative_to(ROOT).as_posix() in c for c in copied)
 
 
 def test_the_build_installs_python_packages_from_the_lock_alone() -> None:

@@ -2,8 +2,11 @@
 
 What it owns: starting and stopping moto's `ThreadedMotoServer` on 127.0.0.1 and a free port,
 the endpoint URL and the environment (endpoint, fake credentials, region) that point boto3 at
-it, and resetting its state. It is the only module of the package that imports moto; moto is an
-optional extra (``pip install 'driftwarden[sandbox]'``), imported only when a sandbox starts.
+it, resetting its state, and seeding what a real account would already have. moto is an optional
+extra (``pip install 'driftwarden[sandbox]'``), imported only when a sandbox starts. This module
+uses moto's public surface only: `moto.server.ThreadedMotoServer`, the ``/moto-api/reset``
+endpoint and the documented ``MOTO_*`` settings; what else the sandbox needs from moto goes
+through `driftwarden.sandbox.moto_internals`, which checks moto's version first.
 
 What it must not do: reach real AWS, or leave the port open after `stop`. Every moto server in
 one process shares the same simulated state (moto keeps its backends in the process), so two
@@ -12,19 +15,18 @@ sandboxes in one process see each other's resources.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import importlib
 import ipaddress
 import logging
 import os
 import socket
 import urllib.parse
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from types import TracebackType
 from typing import Any, Final
 
 from driftwarden.errors import DriftwardenError
+from driftwarden.sandbox import moto_internals
 
 SANDBOX_ACCESS_KEY_ID: Final = "driftwarden-sandbox"
 SANDBOX_SECRET_ACCESS_KEY: Final = "driftwarden-sandbox"
@@ -93,9 +95,10 @@ class Sandbox:
             from moto.server import ThreadedMotoServer
         except ImportError as e:
             raise DriftwardenError(
-                "the sandbox needs moto, an optional dependency: "
-                "pip install 'driftwarden[sandbox]'"
+                f"the sandbox needs moto, an optional dependency: {moto_internals.INSTALL_HINT}"
             ) from e
+        # Before anything else: an older moto fails here, naming the version needed.
+        moto_internals.require_moto()
         if self._port:
             self._check_port_free()
         # moto serves through werkzeug, which logs every request at INFO to stderr unless its
@@ -109,7 +112,7 @@ class Sandbox:
         # Thousands of default AMIs per account and region are parsed on first use otherwise;
         # nothing driftwarden manages uses them.
         os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-        _index_db_subnet_groups()
+        moto_internals.index_db_subnet_groups()
         server = ThreadedMotoServer(ip_address=self._host, port=self._port, verbose=False)
         server.start()
         host, port = server.get_host_and_port()
@@ -134,9 +137,7 @@ class Sandbox:
         server.stop()
         # moto's stop() ends the serving loop but leaves the listening socket open (moto 5.x),
         # so the port would keep accepting connections that nobody answers. Close it.
-        inner = getattr(server, "_server", None)
-        if inner is not None:
-            inner.server_close()
+        moto_internals.close_listening_socket(server)
         if self._werkzeug_level is not None:
             logging.getLogger("werkzeug").setLevel(self._werkzeug_level)
             self._werkzeug_level = None
@@ -161,29 +162,6 @@ class Sandbox:
     def reset(self) -> None:
         """Forget every simulated resource (in every account and region)."""
         reset_moto(self.endpoint_url)
-
-
-def _index_db_subnet_groups() -> None:
-    """Make moto's Resource Groups Tagging API list DB subnet groups, as AWS's does (`rds:subgrp`).
-
-    moto 5 indexes RDS instances, clusters, snapshots and proxies but not subnet groups;
-    driftwarden reads their tags from that index (providers/tagging.py). Idempotent.
-    """
-    from moto.core.resource_tagging import TaggedResource
-    from moto.rds.models import RDSBackend
-
-    listed = RDSBackend.iter_tagged_resources
-    if getattr(listed, "indexes_subnet_groups", False):
-        return
-
-    def iter_tagged_resources(self: Any) -> Iterator[Any]:
-        yield from listed(self)
-        for group in self.subnet_groups.values():
-            tags = {tag["Key"]: tag["Value"] for tag in group.get_tags()}
-            yield TaggedResource(arn=group.arn, tags=tags, resource_type="rds:subgrp")
-
-    iter_tagged_resources.indexes_subnet_groups = True  # type: ignore[attr-defined]
-    RDSBackend.iter_tagged_resources = iter_tagged_resources  # type: ignore[method-assign]
 
 
 def reset_moto(endpoint_url: str) -> None:
@@ -211,35 +189,7 @@ def simulated_places() -> list[tuple[str, str]]:
     of it), so this is where the sandbox's managed resources can be. moto keeps its backends in
     the process (see the module docstring), so this sees every sandbox of the process.
     """
-    from moto.backends import get_backend
-
-    return sorted(
-        (account, region)
-        for account, regions in list(get_backend("ec2").items())
-        for region in list(regions.keys())
-    )
-
-
-@contextlib.contextmanager
-def _next_ids(module: str, function: str, ids: Sequence[str]) -> Iterator[None]:
-    """Make moto hand out `ids`, in order, from one of its id generators.
-
-    moto invents random ids; a manifest with static placement names real ones. The sandbox's
-    moto runs in this process, so for the few resources a manifest expects to exist already
-    the generator is swapped for the duration of their creation.
-    """
-    target = importlib.import_module(module)
-    original = getattr(target, function)
-    queue = list(ids)
-
-    def next_id() -> str:
-        return queue.pop(0) if queue else original()
-
-    setattr(target, function, next_id)
-    try:
-        yield
-    finally:
-        setattr(target, function, original)
+    return moto_internals.simulated_places()
 
 
 def seed_existing(sandbox: Sandbox, sessions: Any, clusters: Sequence[Any], deployments: Sequence[Any]) -> list[str]:
@@ -261,11 +211,11 @@ def seed_existing(sandbox: Sandbox, sessions: Any, clusters: Sequence[Any], depl
         # moto creates the region's default VPC and subnets on first use; let it do that
         # before the id generators are swapped, or they would take the ids.
         ec2.describe_vpcs()
-        with _next_ids("moto.ec2.models.vpcs", "random_vpc_id", [network.vpc_id]):
+        with moto_internals.fixed_ids("vpc", [network.vpc_id]):
             ec2.create_vpc(CidrBlock=cluster.vpc_subnet_range)
         subnet_ids = [*network.private_subnet_ids, *network.public_subnet_ids]
         blocks = list(ipaddress.ip_network(cluster.vpc_subnet_range).subnets(new_prefix=24))
-        with _next_ids("moto.ec2.models.subnets", "random_subnet_id", subnet_ids):
+        with moto_internals.fixed_ids("subnet", subnet_ids):
             for index, _subnet_id in enumerate(subnet_ids):
                 zone = cluster.availability_zones[index % len(cluster.availability_zones)]
                 ec2.create_subnet(VpcId=network.vpc_id, CidrBlock=str(blocks[index]), AvailabilityZone=zone)

@@ -84,15 +84,16 @@ def test_prune_true_reaches_the_apply_engine(monkeypatch: pytest.MonkeyPatch, tm
 
 def test_prune_true_reaches_the_daemon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`run` with DRIFTWARDEN_PRUNE=true starts the daemon with prune on."""
-    from driftwarden.runtime import daemon, logs
+    from driftwarden.runtime import logs, serve
+    from driftwarden.runtime.settings import DaemonSettings
 
     seen: dict[str, Any] = {}
 
-    def daemon_main(settings: daemon.DaemonSettings, *args: Any, **kwargs: Any) -> int:
+    def daemon_main(settings: DaemonSettings, *args: Any, **kwargs: Any) -> int:
         seen["prune"] = settings.prune
         return 0
 
-    monkeypatch.setattr(daemon, "main", daemon_main)
+    monkeypatch.setattr(serve, "main", daemon_main)
     monkeypatch.setattr(logs, "configure", lambda *args, **kwargs: None)
     monkeypatch.setenv("DRIFTWARDEN_PRUNE", "true")
     assert main(["run", "--source", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]) == 0

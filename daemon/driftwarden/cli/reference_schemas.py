@@ -209,7 +209,7 @@ def _merge_branches(branches: list[dict[str, Any]], path: str, rows: list[FieldD
             continue
 
         def joined(attribute: str, variants: list[tuple[str, FieldDoc]] = variants) -> str:
-            values = [(title, getattr(row, attribute)) for title, row in variants]
+            values: list[tuple[str, str]] = [(title, str(getattr(row, attribute))) for title, row in variants]
             if len({value for _title, value in values}) == 1:
                 return values[0][1]
             separator = " " if attribute == "description" else "; "  # descriptions end in a full stop

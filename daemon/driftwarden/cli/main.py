@@ -426,8 +426,11 @@ def _revision_of(root: Path, files: Sequence[str]) -> str:
 def _aws(args: argparse.Namespace, validation: ValidationResult) -> Iterator[tuple[AwsSessions, SecretResolver]]:
     import boto3
 
-    from driftwarden.engine.reconcile import control_secret_resolver, sandbox_secret_resolver
     from driftwarden.providers.aws import AwsSessions
+    from driftwarden.providers.secret_sources import (
+        control_secret_resolver,
+        sandbox_secret_resolver,
+    )
     from driftwarden.sandbox.server import Sandbox, seed_existing
 
     if args.sandbox:
@@ -458,6 +461,7 @@ def _validated(args: argparse.Namespace) -> tuple[ValidationResult, str] | None:
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from driftwarden.engine.reconcile import ReconcileSettings, plan_once
+    from driftwarden.providers.registry import default_providers
 
     validated = _validated(args)
     if validated is None:
@@ -465,7 +469,8 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     validation, revision = validated
     settings = ReconcileSettings(instance=args.instance)
     with _aws(args, validation) as (sessions, resolver):
-        result = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolver)
+        result = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolver,
+                           providers=default_providers())
     assert result.plan is not None
     if args.format == "json":
         out.write(render.plan_json(result.plan))
@@ -481,6 +486,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
     from driftwarden.engine.apply import ApplySettings
     from driftwarden.engine.reconcile import ReconcileSettings, apply_once, plan_once
+    from driftwarden.providers.registry import default_providers
 
     validated = _validated(args)
     if validated is None:
@@ -498,16 +504,19 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    providers = default_providers()
     with _aws(args, validation) as (sessions, resolver):
         result = apply_once(
-            validation, sessions, revision=revision, settings=settings, resolve_secret=resolver, progress=progress
+            validation, sessions, revision=revision, settings=settings, resolve_secret=resolver, providers=providers,
+            progress=progress,
         )
         assert result.plan is not None
         out.write(render.plan_text(result.plan, heading=f"driftwarden apply: revision {revision} ({args.source})"))
         out.write(render.outcomes_text(result.outcomes))
         if args.sandbox and not result.failed:
             # The sandbox ends with this command: show here that a second pass finds nothing to do.
-            check = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolver)
+            check = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolver,
+                              providers=providers)
             assert check.plan is not None
             out.write("Verify: " + render.plan_text(check.plan).rstrip("\n").rsplit("\n", 1)[-1] + "\n")
     return EXIT_INVALID if result.failed else EXIT_OK
@@ -542,9 +551,9 @@ def cmd_trust_policy(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_iam_policy(args: argparse.Namespace, out: TextIO) -> int:
     from driftwarden.engine import policies
-    from driftwarden.providers.registry import load_providers
+    from driftwarden.providers.registry import default_providers
 
-    out.write(json.dumps(policies.permissions_policy(load_providers()), indent=2) + "\n")
+    out.write(json.dumps(policies.permissions_policy(default_providers()), indent=2) + "\n")
     return EXIT_OK
 
 

@@ -74,6 +74,7 @@ from driftwarden.engine.reconcile import (
 from driftwarden.errors import DriftwardenError, SourceError, UsageError
 from driftwarden.manifests.validation import ValidationResult, validate_documents
 from driftwarden.providers.aws import AwsSessions
+from driftwarden.providers.base import Provider
 from driftwarden.runtime.logs import EventLog
 from driftwarden.runtime.metrics import CONTENT_TYPE, Metrics
 from driftwarden.runtime.source import Snapshot, Source, redact
@@ -352,6 +353,7 @@ class Daemon:
         settings: DaemonSettings,
         *,
         resolve_secret: SecretResolver,
+        providers: Mapping[str, Provider],
         log: EventLog | None = None,
         clock: Clock = time.time,
         version: str = __version__,
@@ -361,6 +363,7 @@ class Daemon:
         self.metrics = metrics
         self.settings = settings
         self.resolve_secret = resolve_secret
+        self.providers = providers
         self.log = log or EventLog("driftwarden.runtime.daemon")
         self.clock = clock
         self.version = version
@@ -648,11 +651,12 @@ class Daemon:
             try:
                 if window.open:
                     result = apply_once(validation, self.sessions, revision=in_force.revision, settings=settings,
-                                        resolve_secret=self.resolve_secret, progress=self._progress,
+                                        resolve_secret=self.resolve_secret, providers=self.providers,
+                                        progress=self._progress,
                                         cancelled=self._stopping.is_set)
                 else:
                     result = plan_once(validation, self.sessions, revision=in_force.revision, settings=settings,
-                                       resolve_secret=self.resolve_secret)
+                                       resolve_secret=self.resolve_secret, providers=self.providers)
             except Exception as exc:
                 crashed = f"{type(exc).__name__}: {exc}"
                 self.log.error("reconcile.crashed", trigger=trigger, revision=in_force.revision, exc_info=True)
@@ -1221,17 +1225,23 @@ def main(
     `alongside_sandbox` (with `sandbox`): a context entered once the sandbox is up and left
     after the daemon stops, before the sandbox does (the sandbox's drift injector).
     """
-    from driftwarden.engine.reconcile import control_secret_resolver, sandbox_secret_resolver
+    from driftwarden.providers.registry import default_providers
+    from driftwarden.providers.secret_sources import (
+        control_secret_resolver,
+        sandbox_secret_resolver,
+    )
 
     metrics = Metrics(version=__version__)
     if sandbox:
         with sandbox_sessions(metrics, source, session_factory, out) as sessions:
-            daemon = Daemon(source, sessions, metrics, settings, resolve_secret=sandbox_secret_resolver())
+            daemon = Daemon(source, sessions, metrics, settings, resolve_secret=sandbox_secret_resolver(),
+                            providers=default_providers())
             with alongside_sandbox() if alongside_sandbox else contextlib.nullcontext():
                 return serve(daemon, on_started=sandbox_hint(out))
     with AwsSessions(session_factory, observer=metrics) as sessions:
         region = session_factory().region_name or "us-east-1"
-        daemon = Daemon(source, sessions, metrics, settings, resolve_secret=control_secret_resolver(sessions, region))
+        daemon = Daemon(source, sessions, metrics, settings, resolve_secret=control_secret_resolver(sessions, region),
+                        providers=default_providers())
         return serve(daemon)
 
 

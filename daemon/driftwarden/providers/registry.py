@@ -73,8 +73,3 @@ def provider_classes() -> list[type[Provider]]:
 def default_providers() -> ProviderSet:
     """A new set of every resource type driftwarden manages."""
     return ProviderSet(cls() for cls in provider_classes())
-
-
-def deletion_ranks(providers: Mapping[str, Provider]) -> dict[str, int]:
-    """Deletion rank by type (lower goes first), from each provider's declarations."""
-    return {type_: provider.info.deletion_rank for type_, provider in providers.items()}

@@ -104,7 +104,6 @@ from driftwarden.engine.reconcile import (
     ReconcileSettings,
     apply_once,
     plan_once,
-    sandbox_secret_resolver,
 )
 from driftwarden.manifests.validation import ValidationResult, validate_paths
 from driftwarden.providers.aws import (
@@ -115,7 +114,8 @@ from driftwarden.providers.aws import (
     is_mutating,
 )
 from driftwarden.providers.base import Provider
-from driftwarden.providers.registry import load_providers
+from driftwarden.providers.registry import default_providers
+from driftwarden.providers.secret_sources import sandbox_secret_resolver
 from driftwarden.sandbox.server import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY, Sandbox
 
 CLUSTERS_PER_ACCOUNT = 10
@@ -436,6 +436,7 @@ def do_apply(validation: ValidationResult, sessions: AwsSessions) -> PassResult:
         revision="bench",
         settings=ReconcileSettings(apply=APPLY_SETTINGS),
         resolve_secret=sandbox_secret_resolver(),
+        providers=default_providers(),
         progress=lambda _message: None,
     )
 
@@ -447,6 +448,7 @@ def do_plan(validation: ValidationResult, sessions: AwsSessions) -> PassResult:
         revision="bench",
         settings=ReconcileSettings(apply=APPLY_SETTINGS),
         resolve_secret=sandbox_secret_resolver(),
+        providers=default_providers(),
     )
 
 
@@ -913,7 +915,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault(SECRET_ENV, "bench-token")
-    providers = load_providers()
+    providers = default_providers()
     print(f"driftwarden reconcile benchmark: python {platform.python_version()}, boto3 {boto3.__version__}, "
           f"botocore {botocore.__version__}, {os.cpu_count()} CPU(s); sizes {args.sizes}; "
           f"{len(providers)} resource types; gc.freeze after apply: {'yes' if args.gc_freeze else 'no'}")

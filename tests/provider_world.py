@@ -12,7 +12,8 @@ from typing import Any
 
 from driftwarden.engine.graph import Resource
 from driftwarden.engine.plan import diff_fields, diff_tags, resolve
-from driftwarden.providers.base import REGISTRY, Context, Observed, Provider
+from driftwarden.providers.base import Context, Observed, Provider, converge
+from driftwarden.providers.registry import default_providers
 
 
 class ProviderWorld:
@@ -20,11 +21,12 @@ class ProviderWorld:
     ctx: Context
 
     def __init__(self) -> None:
+        self.providers = default_providers()
         self.attributes: dict[str, Mapping[str, Any]] = {}
         self.observed: dict[str, Observed] = {}
 
     def provider(self, component: str) -> Provider:
-        return REGISTRY[self.resources[component].type]
+        return self.providers[self.resources[component].type]
 
     def desired(self, component: str) -> dict[str, Any]:
         """The component's desired fields with Refs resolved, normalised by its provider."""
@@ -65,9 +67,10 @@ class ProviderWorld:
         return sorted({d.path.split(".")[0] for d in self.diff(component, observed)})
 
     def update(self, component: str, observed: Observed) -> Observed:
-        """Run `update` with exactly what the plan would hand over."""
+        """Converge (tags by the declared tag style, the rest by `update`) with exactly what the plan would hand over."""
         changed = self.changed(component, observed)
         assert changed, "update called without drift"
-        return self.provider(component).update(
+        return converge(
+            self.provider(component),
             self.ctx, self.resources[component], self.desired(component), observed, changed
         )

@@ -112,13 +112,13 @@ def test_trust_policy_rejects_a_malformed_account():
 
 def test_iam_policy_covers_every_provider_action():
     """iam-policy is generated from the providers' declarations and includes PassRole only for our roles."""
-    from driftwarden.providers.registry import load_providers
+    from driftwarden.providers.registry import default_providers
 
     done = run("iam-policy")
     assert done.returncode == 0
     statements = json.loads(done.stdout)["Statement"]
     granted = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    declared = {a for p in load_providers().values() for names in p.permissions.values() for a in names}
+    declared = {a for p in default_providers().values() for names in p.permissions.values() for a in names}
     assert declared <= granted
     passrole = [s for s in statements if s["Action"] == "iam:PassRole"]
     assert passrole and passrole[0]["Resource"] != "*"

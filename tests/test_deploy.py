@@ -199,7 +199,7 @@ def test_the_control_account_may_read_valuefrom_sources():
     """secretsmanager:GetSecretValue and ssm:GetParameter, as the control-account secret resolver calls them."""
     actions = {a for s in statements(load(CONTROL_POLICY)) for a in as_list(s["Action"])}
     assert {"secretsmanager:GetSecretValue", "ssm:GetParameter"} <= actions
-    resolver = (REPO / "daemon" / "driftwarden" / "engine" / "reconcile.py").read_text()
+    resolver = (REPO / "daemon" / "driftwarden" / "providers" / "secret_sources.py").read_text()
     assert "get_secret_value(" in resolver and "get_parameter(" in resolver
 
 

@@ -22,10 +22,11 @@ from driftwarden.engine.reconcile import (
     ReconcileSettings,
     apply_once,
     plan_once,
-    sandbox_secret_resolver,
 )
 from driftwarden.errors import DriftwardenError
 from driftwarden.manifests.validation import validate_paths
+from driftwarden.providers.registry import default_providers
+from driftwarden.providers.secret_sources import sandbox_secret_resolver
 from driftwarden.runtime.logs import EventLog
 from driftwarden.sandbox.drift_injector import KIND_NAMES, DriftInjector, Injection
 from driftwarden.sandbox.server import simulated_places
@@ -61,7 +62,7 @@ def platform(tmp_path: Path, aws_managed_policies, aws, monkeypatch) -> Path:
     (root / "cluster.yaml").write_text(CLUSTER_YAML)
     (root / "etl.yaml").write_text(deployment_yaml())
     result = apply_once(validated(root), aws.sessions(), revision="test", settings=FAST,
-                        resolve_secret=sandbox_secret_resolver(), progress=lambda _message: None)
+                        resolve_secret=sandbox_secret_resolver(), providers=default_providers(), progress=lambda _message: None)
     failed = [(o.change.key, o.message) for o in result.outcomes if o.result != "applied"]
     assert result.plan is not None and not result.plan.errors and not failed, (result.plan, failed)
     return root
@@ -76,7 +77,7 @@ def validated(root: Path) -> Any:
 def planned_updates(root: Path, aws) -> dict[str, list[str]]:
     """Resource key -> changed field paths, of every update or replace the next plan holds."""
     result = plan_once(validated(root), aws.sessions(), revision="test", settings=FAST,
-                       resolve_secret=sandbox_secret_resolver())
+                       resolve_secret=sandbox_secret_resolver(), providers=default_providers())
     assert result.plan is not None and not result.plan.errors, result.plan
     return {c.key: [d.path for d in c.diff] for c in result.plan.changes if c.action in ("update", "replace")}
 

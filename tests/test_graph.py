@@ -12,13 +12,13 @@ from driftwarden.engine.graph import (
     TAG_DELETION_POLICY,
     TAG_MANAGED_BY,
     TAG_OWNER,
-    TYPE_ORDER,
     Ref,
     build_graph,
     carve_subnets,
     nodegroup_name,
 )
 from driftwarden.manifests.validation import validate_paths
+from driftwarden.providers.registry import default_providers
 
 CLUSTER = """\
 apiVersion: driftwarden/v1
@@ -172,7 +172,12 @@ def test_keys_are_unique_and_dependencies_exist(tmp_path):
     keys = [r.key for r in resources]
     assert len(keys) == len(set(keys))
     assert all(dep in set(keys) for r in resources for dep in r.depends_on)
-    assert {r.type for r in resources} <= set(TYPE_ORDER)
+    providers = default_providers()
+    assert {r.type for r in resources} <= set(providers)
+    # The declared creation order puts every dependency's type no later than its dependant's.
+    rank = {type_: i for i, type_ in enumerate(providers.type_order)}
+    by_key = {r.key: r for r in resources}
+    assert all(rank[by_key[dep].type] <= rank[r.type] for r in resources for dep in r.depends_on)
 
 
 def test_deployment_footprint_and_rendered_configuration_without_secret_values(tmp_path):

@@ -15,7 +15,8 @@ from driftwarden.engine.graph import (
 )
 from driftwarden.engine.plan import UNKNOWN, diff_fields, make_plan
 from driftwarden.manifests.model import Account, FrozenMap
-from driftwarden.providers.base import Context, Observed, Provider
+from driftwarden.providers import tag_styles
+from driftwarden.providers.base import Context, Enumeration, Observed, Provider, TypeInfo
 
 ACCOUNT = Account("111111111111", "driftwarden-remote-management", "ext")
 
@@ -23,15 +24,14 @@ ACCOUNT = Account("111111111111", "driftwarden-remote-management", "ext")
 class StubProvider(Provider):
     """Declares field rules like a real provider; planning never calls AWS."""
 
-    service = "stub"
-    permissions: Mapping[str, tuple[str, ...]] = {}
-
     def __init__(self, type_: str, immutable: Mapping[str, str] | None = None, replaceable: bool = False,
                  create_only: frozenset[str] = frozenset()) -> None:
-        self.type = type_  # type: ignore[misc]
-        self.immutable = immutable or {}  # type: ignore[misc]
-        self.replaceable = replaceable  # type: ignore[misc]
-        self.create_only = create_only  # type: ignore[misc]
+        # Per instance: each stub stands for a type of its own.
+        self.info = TypeInfo(  # type: ignore[misc]
+            type=type_, service="stub", enumeration=Enumeration("list", "Items", "Id"), not_found=(),
+            tag_style=tag_styles.EC2, create_order=0, permissions={}, managed_fields=(),
+            immutable=immutable or {}, replaceable=replaceable, create_only=create_only,
+        )
 
     def read(self, ctx: Context) -> list[Observed]:
         raise AssertionError("planning must not read AWS")

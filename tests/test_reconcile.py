@@ -16,10 +16,11 @@ from driftwarden.engine.reconcile import (
     ReconcileSettings,
     apply_once,
     plan_once,
-    sandbox_secret_resolver,
 )
 from driftwarden.manifests.validation import validate_paths
 from driftwarden.providers.aws import CountingObserver, iam_action
+from driftwarden.providers.registry import default_providers
+from driftwarden.providers.secret_sources import sandbox_secret_resolver
 from driftwarden.sandbox.server import seed_existing
 from faultproxy import error, operation_is, server_error
 from moto_state import fill_eks_tagging_gaps
@@ -53,7 +54,7 @@ def run_apply(root: Path, sessions, *, settings: ReconcileSettings | None = None
         sessions,
         revision="test",
         settings=settings or ReconcileSettings(apply=FAST),
-        resolve_secret=sandbox_secret_resolver(),
+        resolve_secret=sandbox_secret_resolver(), providers=default_providers(),
         progress=progress or (lambda _message: None),
     )
 
@@ -64,7 +65,7 @@ def run_plan(root: Path, sessions, *, settings: ReconcileSettings | None = None)
         sessions,
         revision="test",
         settings=settings or ReconcileSettings(apply=FAST),
-        resolve_secret=sandbox_secret_resolver(),
+        resolve_secret=sandbox_secret_resolver(), providers=default_providers(),
     )
 
 
@@ -253,7 +254,7 @@ def test_prune_refuses_while_another_manifest_is_invalid(platform, aws):
     observer = CountingObserver()
     result = apply_once(validation, aws.sessions(observer), revision="t",
                         settings=ReconcileSettings(prune=True, apply=FAST),
-                        resolve_secret=sandbox_secret_resolver(), progress=lambda _m: None)
+                        resolve_secret=sandbox_secret_resolver(), providers=default_providers(), progress=lambda _m: None)
     assert result.plan is None and result.outcomes == []
     assert observer.mutating_calls() == 0
 
@@ -342,11 +343,10 @@ def test_no_wait_returns_and_a_later_run_finishes_without_duplicates(platform, a
 def test_every_aws_call_of_a_full_lifecycle_is_declared_for_iam_policy(platform, aws):
     """Create, repair drift and prune with Delete: every call made is an action iam-policy grants."""
     from driftwarden.engine import preflight
-    from driftwarden.engine.graph import TYPE_ORDER
-    from driftwarden.providers.registry import load_providers
 
-    providers = load_providers()
-    assert set(providers) == set(TYPE_ORDER)
+    providers = default_providers()
+    validation = validated(platform)
+    assert set(providers) == {r.type for r in build_graph(validation.clusters, validation.deployments)}
     for provider in providers.values():
         assert {"read", "create", "update", "delete", "untag"} <= set(provider.permissions), provider.type
     declared = set(preflight.PERMISSIONS) | {a for p in providers.values() for names in p.permissions.values() for a in names}
@@ -458,7 +458,7 @@ def test_a_stopping_daemon_starts_no_new_change_and_the_next_run_finishes_withou
     """Once cancelled, changes not yet started are skipped (calls in flight finish); the next run completes the rest."""
     answers = iter([False] * 8)
     result = apply_once(validated(platform), aws.sessions(), revision="test", settings=ReconcileSettings(apply=FAST),
-                        resolve_secret=sandbox_secret_resolver(), progress=lambda _m: None,
+                        resolve_secret=sandbox_secret_resolver(), providers=default_providers(), progress=lambda _m: None,
                         cancelled=lambda: next(answers, True))
     by_result = Counter(o.result for o in result.outcomes)
     assert by_result["applied"] >= 1 and by_result["skipped"] >= 1, by_result

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from driftwarden.engine.reconcile import sandbox_secret_resolver
+from driftwarden.providers.registry import default_providers
+from driftwarden.providers.secret_sources import sandbox_secret_resolver
 from driftwarden.runtime.daemon import Daemon
 from driftwarden.runtime.metrics import Metrics
 from driftwarden.runtime.settings import DaemonSettings
@@ -50,7 +51,7 @@ def world(tmp_path: Path, aws, fault_proxy) -> Iterator[tuple[Path, FakeClock, M
 def make_daemon(world, sessions, **settings) -> Daemon:
     manifests, clock, metrics = world
     return Daemon(DirectorySource(manifests), sessions, metrics, DaemonSettings(metrics_port=0, **settings),
-                  resolve_secret=sandbox_secret_resolver(), clock=clock)
+                  resolve_secret=sandbox_secret_resolver(), providers=default_providers(), clock=clock)
 
 
 def passes(metrics: Metrics, result: str) -> float:

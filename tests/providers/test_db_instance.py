@@ -29,6 +29,7 @@ from driftwarden.engine.graph import OWNERSHIP_TAGS
 from driftwarden.engine.plan import diff_fields, make_plan
 from driftwarden.errors import PermanentProviderError
 from driftwarden.providers.aws import iam_action
+from driftwarden.providers.base import converge
 from driftwarden.providers.db_instance import (
     DEFAULT_APPLY_IMMEDIATELY,
     RunningVersion,
@@ -279,7 +280,7 @@ def test_immutable_field_change_is_a_plan_error_naming_the_field(meta, field, va
     resource = meta.resources[DB]
     changed = dataclasses.replace(resource, desired={**resource.desired, field: value})
     plan = make_plan([meta.resources["db-subnet-group"], changed],
-                     [meta.read_one("db-subnet-group"), meta.read_one(DB)])
+                     [meta.read_one("db-subnet-group"), meta.read_one(DB)], providers=meta.providers)
     assert [c for c in plan.changes if c.key == resource.key] == []
     assert [(e.field, e.key) for e in plan.errors] == [(field, resource.key)]
     assert reason in plan.errors[0].message
@@ -425,7 +426,7 @@ def test_every_call_the_rds_providers_make_is_declared_in_their_permissions(aws,
         provider.refresh(world.ctx, observed)
         check(component, "read")
         mutable = [name for name in world.desired(component) if name not in provider.immutable]
-        provider.update(world.ctx, world.resources[component], world.desired(component), observed, [*mutable, "tags"])
+        converge(provider, world.ctx, world.resources[component], world.desired(component), observed, [*mutable, "tags"])
         check(component, "update")
     for component in reversed(components):
         observed = world.read_one(component)

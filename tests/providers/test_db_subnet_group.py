@@ -22,6 +22,7 @@ from driftwarden.engine.plan import diff_fields, make_plan
 from driftwarden.errors import PermanentProviderError
 from driftwarden.manifests.validation import validate_documents
 from driftwarden.providers.aws import CountingObserver
+from driftwarden.providers.registry import default_providers
 from provider_world import ProviderWorld
 
 ACCOUNT = "310987654321"
@@ -260,7 +261,7 @@ def test_renamed_group_is_a_plan_error_naming_the_field(meta):
     observed = meta.read_one("db-subnet-group")
     resource = meta.resources["db-subnet-group"]
     renamed = dataclasses.replace(resource, desired={**resource.desired, "DBSubnetGroupName": "driftwarden-other"})
-    plan = make_plan([renamed], [observed])
+    plan = make_plan([renamed], [observed], providers=default_providers())
     assert plan.changes == []
     assert [(e.field, e.key) for e in plan.errors] == [("DBSubnetGroupName", resource.key)]
     assert "cannot be renamed" in plan.errors[0].message

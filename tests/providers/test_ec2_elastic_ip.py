@@ -42,7 +42,7 @@ def test_a_different_domain_is_a_plan_error(net):
     """
     observed = net.read_one(EIP)
     classic = dataclasses.replace(observed, fields={"Domain": "standard"})
-    plan = make_plan([net.resources[EIP]], [classic])
+    plan = make_plan([net.resources[EIP]], [classic], providers=net.providers)
     assert plan.changes == []
     assert [e.field for e in plan.errors] == ["Domain"]
     assert "cannot move between EC2-Classic and VPC" in plan.errors[0].message

@@ -94,7 +94,8 @@ def test_engine_waits_for_a_pending_gateway_before_reporting_it_applied(net, sta
             set_state(gateway_id, "available")
 
     applier = Applier(net.sessions, "driftwarden", list(net.observed.values()), {ACCOUNT: resource.account},
-                      settings=ApplySettings(poll_seconds=0), sleep=aws_finishes_on_second_poll)
+                      providers=net.providers, settings=ApplySettings(poll_seconds=0),
+                      sleep=aws_finishes_on_second_poll)
     change = Change("create", resource.key, resource.type, resource.owner, ACCOUNT, REGION, "does not exist",
                     resource=resource)
     (outcome,) = applier.run([change])
@@ -116,7 +117,8 @@ def test_address_change_is_a_plan_error(created):
     net = created
     eip = net.read_one("elastic-ip/nat-a")
     new_eip = dataclasses.replace(eip, attributes={"id": "eipalloc-0new", "AllocationId": "eipalloc-0new"})
-    plan = make_plan([net.resources["elastic-ip/nat-a"], net.resources[NAT]], [new_eip, net.read_one(NAT)])
+    plan = make_plan([net.resources["elastic-ip/nat-a"], net.resources[NAT]], [new_eip, net.read_one(NAT)],
+                     providers=net.providers)
     assert plan.changes == []
     assert [e.field for e in plan.errors] == ["AllocationId"]
     assert "Elastic IP cannot be swapped" in plan.errors[0].message

@@ -16,6 +16,7 @@ from test_ec2_support import (
 
 from driftwarden.engine.plan import make_plan
 from driftwarden.errors import ProviderError
+from driftwarden.providers.base import converge
 
 SG = "security-group/cluster"
 
@@ -74,7 +75,7 @@ def test_update_to_no_self_rule_revokes_only_that_rule(net):
     net.ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=[https])
     observed = net.read_one(SG)
     desired = {**net.desired(SG), "IngressSelf": False}
-    returned = net.provider(SG).update(net.ctx, net.resources[SG], desired, observed, ["IngressSelf"])
+    returned = converge(net.provider(SG), net.ctx, net.resources[SG], desired, observed, ["IngressSelf"])
     assert returned.fields["IngressSelf"] is False
     assert not allows_self(net)
     assert [(p["IpProtocol"], p.get("FromPort")) for p in group(net)["IpPermissions"]] == [("tcp", 443)]
@@ -122,7 +123,7 @@ def test_changed_group_name_is_a_plan_error(net):
     """A renamed group (another cluster name would do it) is never applied: the plan names GroupName and why."""
     observed = net.read_one(SG)
     renamed = dataclasses.replace(net.resources[SG], desired={**net.resources[SG].desired, "GroupName": "other"})
-    plan = make_plan([net.resources["vpc"], renamed], [net.read_one("vpc"), observed])
+    plan = make_plan([net.resources["vpc"], renamed], [net.read_one("vpc"), observed], providers=net.providers)
     assert plan.changes == []
     assert [e.field for e in plan.errors] == ["GroupName"]
     assert "cannot be renamed" in plan.errors[0].message

@@ -15,6 +15,7 @@ from test_ec2_support import (
 )
 
 from driftwarden.engine.plan import make_plan
+from driftwarden.providers.registry import default_providers
 
 ELB = "kubernetes.io/role/elb"
 INTERNAL_ELB = "kubernetes.io/role/internal-elb"
@@ -115,7 +116,7 @@ def test_moving_a_subnet_to_another_zone_is_a_plan_error(net):
     """A changed availability zone is never applied: the plan names AvailabilityZone and why."""
     observed = net.read_one("subnet/private-a")
     moved = cluster_resources(MANIFEST + "  availabilityZones: [us-east-1c, us-east-1d]\n")["subnet/private-a"]
-    plan = make_plan([moved], [observed])
+    plan = make_plan([moved], [observed], providers=default_providers())
     assert plan.changes == []
     assert [e.field for e in plan.errors] == ["AvailabilityZone"]
     assert "availability zone" in plan.errors[0].message

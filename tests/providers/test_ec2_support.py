@@ -28,7 +28,7 @@ from driftwarden.providers import (  # noqa: F401
     vpc,
 )
 from driftwarden.providers.aws import CountingObserver, iam_action
-from driftwarden.providers.base import Observed
+from driftwarden.providers.base import Observed, converge
 from driftwarden.providers.ec2 import absent, client_token, is_absent, status_of
 from provider_world import ProviderWorld
 
@@ -230,7 +230,7 @@ def test_every_call_an_ec2_provider_makes_is_declared_in_its_permissions(request
         provider.refresh(net.ctx, observed)
         check(component, "read")
         mutable = [name for name in net.desired(component) if name not in provider.immutable]
-        provider.update(net.ctx, net.resources[component], net.desired(component), observed, [*mutable, "tags"])
+        converge(provider, net.ctx, net.resources[component], net.desired(component), observed, [*mutable, "tags"])
         check(component, "update")
     for component in reversed(NETWORK):
         observed = net.read_one(component)

@@ -15,6 +15,7 @@ from test_ec2_support import (
 )
 
 from driftwarden.engine.plan import make_plan
+from driftwarden.providers.registry import default_providers
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def test_changed_address_range_is_a_plan_error_naming_the_field(net):
     """A different vpcSubnetRange is never applied: the plan reports CidrBlock and why."""
     observed = net.read_one("vpc")
     moved = cluster_resources(MANIFEST.replace("10.20.0.0/16", "10.30.0.0/16"))["vpc"]
-    plan = make_plan([moved], [observed])
+    plan = make_plan([moved], [observed], providers=default_providers())
     assert plan.changes == []
     assert [(e.field, e.key) for e in plan.errors] == [("CidrBlock", moved.key)]
     assert "a VPC's address range cannot change" in plan.errors[0].message

@@ -15,7 +15,7 @@ from driftwarden.errors import NotFoundError, PermanentProviderError
 from driftwarden.manifests.model import Account
 from driftwarden.manifests.validation import validate_documents
 from driftwarden.providers.aws import CountingObserver
-from driftwarden.providers.base import Context
+from driftwarden.providers.base import Context, converge
 from driftwarden.providers.eks_cluster import EksClusterProvider, client_token
 from moto_state import fill_eks_tagging_gaps, set_eks_cluster_status
 
@@ -156,7 +156,7 @@ def test_out_of_band_security_group_change_is_seen_and_refused_as_immutable(setu
     assert "additional security groups" in plan.errors[0].message
     setup.calls.reset()
     with pytest.raises(PermanentProviderError, match="SecurityGroupIds"):
-        setup.provider.update(setup.ctx, setup.resource, setup.desired(), observed, ["SecurityGroupIds"])
+        converge(setup.provider, setup.ctx, setup.resource, setup.desired(), observed, ["SecurityGroupIds"])
     assert setup.calls.mutating_calls() == 0
 
 
@@ -168,7 +168,7 @@ def test_removed_user_tag_is_put_back_without_removing_foreign_tags(setup: Setup
     setup.eks.tag_resource(resourceArn=arn, tags={"added-by": "someone-else"})
     drifted = _only(setup)
     assert [c.path for c in diff_tags(setup.resource.tags, drifted.tags)] == ["tags.team"]
-    updated = setup.provider.update(setup.ctx, setup.resource, setup.desired(), drifted, ["tags"])
+    updated = converge(setup.provider, setup.ctx, setup.resource, setup.desired(), drifted, ["tags"])
     assert diff_tags(setup.resource.tags, updated.tags) == []
     assert updated.tags["added-by"] == "someone-else"
     assert diff_tags(setup.resource.tags, _only(setup).tags) == []
@@ -181,7 +181,7 @@ def test_downgrade_is_refused_before_any_call(setup: Setup) -> None:
     older = setup.with_version("1.30")
     setup.calls.reset()
     with pytest.raises(PermanentProviderError, match=r"1\.31.*downgrade.*1\.30"):
-        setup.provider.update(setup.ctx, older, setup.desired(older), observed, ["Version", "tags"])
+        converge(setup.provider, setup.ctx, older, setup.desired(older), observed, ["Version", "tags"])
     assert setup.calls.mutating_calls() == 0
 
 
@@ -192,7 +192,7 @@ def test_upgrade_of_two_minor_versions_is_refused_before_any_call(setup: Setup) 
     jump = setup.with_version("1.33")
     setup.calls.reset()
     with pytest.raises(PermanentProviderError, match=r"1\.31.*1\.33.*one minor version at a time.*1\.32"):
-        setup.provider.update(setup.ctx, jump, setup.desired(jump), observed, ["Version"])
+        converge(setup.provider, setup.ctx, jump, setup.desired(jump), observed, ["Version"])
     assert setup.calls.mutating_calls() == 0
 
 
@@ -203,7 +203,7 @@ def test_upgrade_of_one_minor_version_calls_update_cluster_version(setup: Setup)
     upgrade = setup.with_version("1.32")
     setup.calls.reset()
     with pytest.raises(NotFoundError) as raised:
-        setup.provider.update(setup.ctx, upgrade, setup.desired(upgrade), observed, ["Version"])
+        converge(setup.provider, setup.ctx, upgrade, setup.desired(upgrade), observed, ["Version"])
     assert "UpdateClusterVersion" in str(raised.value)
     assert raised.value.code == "404"
     assert setup.calls.count(service="eks", operation="UpdateClusterVersion") == 1

@@ -20,7 +20,7 @@ from driftwarden.engine.plan import diff_fields, diff_tags, make_plan, resolve
 from driftwarden.manifests.model import Account
 from driftwarden.manifests.validation import validate_documents
 from driftwarden.providers.aws import CountingObserver
-from driftwarden.providers.base import Context, Observed
+from driftwarden.providers.base import Context, Observed, converge
 from driftwarden.providers.eks_nodegroup import EksNodegroupProvider
 from moto_state import fill_eks_tagging_gaps, set_nodegroup_status
 
@@ -145,7 +145,7 @@ def test_scaled_group_is_seen_as_drift_on_max_size_and_scaled_back(setup: Setup)
     drifted = setup.only()
     changes = diff_fields(setup.desired(), drifted.fields)
     assert [(c.path, c.observed, c.desired) for c in changes] == [("ScalingConfig.maxSize", 30, 20)]
-    updated = setup.provider.update(setup.ctx, setup.resource, setup.desired(), drifted, ["ScalingConfig"])
+    updated = converge(setup.provider, setup.ctx, setup.resource, setup.desired(), drifted, ["ScalingConfig"])
     assert diff_fields(setup.desired(), updated.fields) == []
     assert setup.aws_group()["scalingConfig"]["maxSize"] == 20
 
@@ -158,7 +158,7 @@ def test_autoscaler_changing_desired_size_is_not_drift_and_is_left_alone(setup: 
     )
     assert diff_fields(setup.desired(), setup.only().fields) == []
     setup.eks.update_nodegroup_config(clusterName=CLUSTER, nodegroupName=GROUP, scalingConfig={"maxSize": 30})
-    setup.provider.update(setup.ctx, setup.resource, setup.desired(), setup.only(), ["ScalingConfig"])
+    converge(setup.provider, setup.ctx, setup.resource, setup.desired(), setup.only(), ["ScalingConfig"])
     assert setup.aws_group()["scalingConfig"] == {"minSize": 2, "maxSize": 20, "desiredSize": 7}
 
 
@@ -170,7 +170,7 @@ def test_lowering_max_size_below_desired_size_clamps_desired_size(setup: Setup) 
     )
     smaller = setup.with_scaling(2, 10)
     setup.calls.reset()
-    updated = setup.provider.update(setup.ctx, smaller, setup.desired(smaller), setup.only(), ["ScalingConfig"])
+    updated = converge(setup.provider, setup.ctx, smaller, setup.desired(smaller), setup.only(), ["ScalingConfig"])
     assert setup.aws_group()["scalingConfig"] == {"minSize": 2, "maxSize": 10, "desiredSize": 10}
     assert setup.calls.count(operation="UpdateNodegroupConfig", result="ok") == 1
     assert diff_fields(setup.desired(smaller), updated.fields) == []
@@ -180,7 +180,7 @@ def test_raising_min_size_above_desired_size_raises_desired_size(setup: Setup) -
     """A new minSize over the current desiredSize brings desiredSize up to it."""
     setup.create()
     larger = setup.with_scaling(5, 20)
-    setup.provider.update(setup.ctx, larger, setup.desired(larger), setup.only(), ["ScalingConfig"])
+    converge(setup.provider, setup.ctx, larger, setup.desired(larger), setup.only(), ["ScalingConfig"])
     assert setup.aws_group()["scalingConfig"] == {"minSize": 5, "maxSize": 20, "desiredSize": 5}
 
 
@@ -198,7 +198,7 @@ def test_label_and_taint_drift_is_seen_and_repaired(setup: Setup) -> None:
     )
     drifted = setup.only()
     assert sorted({c.path.split(".")[0] for c in diff_fields(setup.desired(), drifted.fields)}) == ["Labels", "Taints"]
-    setup.provider.update(setup.ctx, setup.resource, setup.desired(), drifted, ["Labels", "Taints"])
+    converge(setup.provider, setup.ctx, setup.resource, setup.desired(), drifted, ["Labels", "Taints"])
     repaired = setup.only()
     assert diff_fields(setup.desired(), repaired.fields) == []
     assert repaired.fields["Labels"] == {"tier": "general", "workload": "airflow"}
@@ -212,7 +212,7 @@ def test_removed_user_tag_is_put_back_without_removing_foreign_tags(setup: Setup
     setup.eks.tag_resource(resourceArn=arn, tags={"added-by": "someone-else"})
     drifted = setup.only()
     assert [c.path for c in diff_tags(setup.resource.tags, drifted.tags)] == ["tags.team"]
-    updated = setup.provider.update(setup.ctx, setup.resource, setup.desired(), drifted, ["tags"])
+    updated = converge(setup.provider, setup.ctx, setup.resource, setup.desired(), drifted, ["tags"])
     assert diff_tags(setup.resource.tags, updated.tags) == []
     assert updated.tags["added-by"] == "someone-else"
 
@@ -237,7 +237,7 @@ def test_update_reports_pending_while_eks_is_updating(setup: Setup) -> None:
     setup.create()
     set_nodegroup_status(ACCOUNT, REGION, CLUSTER, GROUP, "UPDATING")
     smaller = setup.with_scaling(2, 10)
-    updated = setup.provider.update(setup.ctx, smaller, setup.desired(smaller), setup.only(), ["ScalingConfig"])
+    updated = converge(setup.provider, setup.ctx, smaller, setup.desired(smaller), setup.only(), ["ScalingConfig"])
     assert (updated.status, updated.state) == ("pending", "UPDATING")
 
 

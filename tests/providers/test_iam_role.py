@@ -15,7 +15,7 @@ from driftwarden.engine.plan import diff_fields, diff_tags, resolve
 from driftwarden.errors import NotFoundError, ProviderError
 from driftwarden.manifests.validation import validate_documents
 from driftwarden.providers.aws import CountingObserver
-from driftwarden.providers.base import Context, Observed
+from driftwarden.providers.base import Context, Observed, converge
 from driftwarden.providers.iam_role import IamRole, normalize_policy
 
 ACCOUNT_ID = "111111111111"
@@ -179,7 +179,7 @@ def test_trust_policy_edited_out_of_band_is_seen_and_repaired(ctx, workload, iam
     assert changed == ["AssumeRolePolicyDocument"]
     assert observed.fields["AssumeRolePolicyDocument"] == normalize_policy(hijacked)
 
-    repaired = provider.update(ctx, resource, desired(resource), observed, changed)
+    repaired = converge(provider, ctx, resource, desired(resource), observed, changed)
     assert diff_fields(desired(resource), repaired.fields) == []
     assert drift(ctx, resource)[1] == []
     trust = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
@@ -201,7 +201,7 @@ def test_managed_and_inline_policies_changed_out_of_band_are_repaired(ctx, workl
     assert observed.fields["ManagedPolicyArns"] == (admin,)
     assert list(observed.fields["InlinePolicies"]) == ["backdoor"]
 
-    provider.update(ctx, resource, desired(resource), observed, changed)
+    converge(provider, ctx, resource, desired(resource), observed, changed)
     assert drift(ctx, resource)[1] == []
     attached = {p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]}
     assert attached == set(resource.desired["ManagedPolicyArns"])
@@ -218,7 +218,7 @@ def test_user_tag_removed_out_of_band_is_put_back_and_foreign_tags_stay(ctx, wor
 
     observed, changed = drift(ctx, resource)
     assert changed == ["tags"]
-    provider.update(ctx, resource, desired(resource), observed, changed)
+    converge(provider, ctx, resource, desired(resource), observed, changed)
 
     tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name)["Tags"]}
     assert tags["team"] == "data"

@@ -17,7 +17,7 @@ from driftwarden.errors import ProviderError
 from driftwarden.manifests.model import SecretSource
 from driftwarden.manifests.validation import validate_documents
 from driftwarden.providers.aws import CountingObserver
-from driftwarden.providers.base import Context, Observed
+from driftwarden.providers.base import Context, Observed, converge
 from driftwarden.providers.secret import (
     TAG_CONTENT_HASH,
     TAG_KEYS,
@@ -166,7 +166,7 @@ def test_a_changed_source_value_is_content_drift_and_update_rotates_it(sessions,
 
     observed, changed = drift(ctx, resource, rotated)
     assert changed == ["ContentHash"]
-    updated = provider.update(ctx, resource, desired(resource, rotated), observed, changed)
+    updated = converge(provider, ctx, resource, desired(resource, rotated), observed, changed)
 
     assert stored(sm)["DB_PASSWORD"] == "correct-horse-Kp2"
     assert drift(ctx, resource, rotated)[1] == []
@@ -180,11 +180,11 @@ def test_going_back_to_an_earlier_value_makes_it_current_again(sessions, resourc
     provider.create(first, resource, desired(resource))
     rotated = {**SOURCES, "ETL_DB_PASSWORD": "correct-horse-Kp2"}
     second = context(sessions, resource, rotated)
-    provider.update(second, resource, desired(resource, rotated), read_one(second, resource), ["ContentHash"])
+    converge(provider, second, resource, desired(resource, rotated), read_one(second, resource), ["ContentHash"])
 
     observed, changed = drift(first, resource)
     assert changed == ["ContentHash"]
-    provider.update(first, resource, desired(resource), observed, changed)
+    converge(provider, first, resource, desired(resource), observed, changed)
 
     assert stored(sm)["DB_PASSWORD"] == "hunter2-db-Zq8"
     assert drift(first, resource)[1] == []
@@ -201,7 +201,7 @@ def test_a_new_secret_variable_changes_keys_and_content(sessions, resource, sm):
 
     observed, changed = drift(ctx, grown, sources)
     assert changed == ["ContentHash", "Keys"]
-    provider.update(ctx, grown, desired(grown, sources), observed, changed)
+    converge(provider, ctx, grown, desired(grown, sources), observed, changed)
 
     assert stored(sm)["SMTP_PASSWORD"] == "mail-Pw-77"
     assert drift(ctx, grown, sources)[1] == []
@@ -224,7 +224,7 @@ def test_many_variable_names_are_split_over_several_tags_and_read_back_whole(ses
     # Back to two variables: the continuation tags go, or they would still count as keys.
     observed, changed = drift(ctx, resource)
     assert changed == ["ContentHash", "Keys"]
-    provider.update(ctx, resource, desired(resource), observed, changed)
+    converge(provider, ctx, resource, desired(resource), observed, changed)
     assert drift(ctx, resource)[1] == []
     assert [k for k in read_one(ctx, resource).tags if k.startswith(TAG_KEYS)] == [TAG_KEYS]
 
@@ -236,7 +236,7 @@ def test_description_changed_out_of_band_is_repaired(ctx, resource, sm):
 
     observed, changed = drift(ctx, resource)
     assert changed == ["Description"]
-    provider.update(ctx, resource, desired(resource), observed, changed)
+    converge(provider, ctx, resource, desired(resource), observed, changed)
     assert sm.describe_secret(SecretId=NAME)["Description"] == resource.desired["Description"]
     assert drift(ctx, resource)[1] == []
 
@@ -249,7 +249,7 @@ def test_user_tag_removed_out_of_band_is_put_back_and_foreign_tags_stay(ctx, res
 
     observed, changed = drift(ctx, resource)
     assert changed == ["tags"]
-    provider.update(ctx, resource, desired(resource), observed, changed)
+    converge(provider, ctx, resource, desired(resource), observed, changed)
 
     tags = {t["Key"]: t["Value"] for t in sm.describe_secret(SecretId=NAME)["Tags"]}
     assert tags["team"] == "data"

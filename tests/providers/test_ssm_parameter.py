@@ -14,7 +14,7 @@ from driftwarden.engine.plan import diff_fields, diff_tags, resolve
 from driftwarden.errors import ProviderError
 from driftwarden.manifests.validation import validate_documents
 from driftwarden.providers.aws import CountingObserver
-from driftwarden.providers.base import Context, Observed
+from driftwarden.providers.base import Context, Observed, converge
 from driftwarden.providers.ssm_parameter import SsmParameter
 
 ACCOUNT_ID = "111111111111"
@@ -155,7 +155,7 @@ def test_value_changed_out_of_band_is_seen_and_repaired(ctx, resource, ssm):
     assert changed == ["Value"]
     assert observed.fields["Value"] == '{"executor":"HACKED"}'
 
-    repaired = provider.update(ctx, resource, desired(resource), observed, changed)
+    repaired = converge(provider, ctx, resource, desired(resource), observed, changed)
     assert diff_fields(desired(resource), repaired.fields) == []
     assert ssm.get_parameter(Name=NAME)["Parameter"]["Value"] == resource.desired["Value"]
     assert drift(ctx, resource)[1] == []
@@ -169,7 +169,7 @@ def test_user_tag_removed_out_of_band_is_put_back_and_foreign_tags_stay(ctx, res
 
     observed, changed = drift(ctx, resource)
     assert changed == ["tags"]
-    provider.update(ctx, resource, desired(resource), observed, changed)
+    converge(provider, ctx, resource, desired(resource), observed, changed)
 
     tags = tags_of(ssm)
     assert tags["team"] == "data"

@@ -34,8 +34,8 @@ from driftwarden.manifests.validation import (
 # The AWS engine (providers.aws), Git (gitpython) and the sandbox (moto) are imported by the commands
 # that use them: `validate` runs in pull-request CI and pre-commit, where start-up time counts.
 if TYPE_CHECKING:
-    from driftwarden.engine.reconcile import SecretResolver
     from driftwarden.providers.aws import AwsSessions
+    from driftwarden.providers.secret_sources import SecretResolver
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -183,8 +183,11 @@ def _revision_of(root: Path, files: Sequence[str]) -> str:
 
 @contextlib.contextmanager
 def _aws(args: argparse.Namespace, validation: ValidationResult) -> Iterator[tuple[AwsSessions, SecretResolver]]:
-    from driftwarden.engine.reconcile import control_secret_resolver, sandbox_secret_resolver
     from driftwarden.providers.aws import AwsSessions, default_region, default_session_factory
+    from driftwarden.providers.secret_sources import (
+        control_secret_resolver,
+        sandbox_secret_resolver,
+    )
     from driftwarden.sandbox.server import Sandbox, seed_existing
 
     if args.sandbox:
@@ -214,6 +217,7 @@ def _validated(args: argparse.Namespace) -> tuple[ValidationResult, str] | None:
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from driftwarden.engine.reconcile import ReconcileSettings, plan_once
+    from driftwarden.providers.registry import default_providers
 
     validated = _validated(args)
     if validated is None:
@@ -221,7 +225,8 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     validation, revision = validated
     settings = ReconcileSettings(instance=args.instance)
     with _aws(args, validation) as (sessions, resolver):
-        result = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolver)
+        result = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolver,
+                           providers=default_providers())
     assert result.plan is not None
     if args.format == "json":
         out.write(render.plan_json(result.plan))
@@ -237,6 +242,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
     from driftwarden.engine.apply import ApplySettings
     from driftwarden.engine.reconcile import ReconcileSettings, apply_once, plan_once
+    from driftwarden.providers.registry import default_providers
 
     validated = _validated(args)
     if validated is None:
@@ -254,16 +260,19 @@ def cmd_apply(args: argparse.Namespace, out: TextIO) -> int:
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    providers = default_providers()
     with _aws(args, validation) as (sessions, resolver):
         result = apply_once(
-            validation, sessions, revision=revision, settings=settings, resolve_secret=resolver, progress=progress
+            validation, sessions, revision=revision, settings=settings, resolve_secret=resolver, providers=providers,
+            progress=progress,
         )
         assert result.plan is not None
         out.write(render.plan_text(result.plan, heading=f"driftwarden apply: revision {revision} ({args.source})"))
         out.write(render.outcomes_text(result.outcomes))
         if args.sandbox and not result.failed:
             # The sandbox ends with this command: show here that a second pass finds nothing to do.
-            check = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolver)
+            check = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolver,
+                              providers=providers)
             assert check.plan is not None
             out.write("Verify: " + render.plan_text(check.plan).rstrip("\n").rsplit("\n", 1)[-1] + "\n")
     return EXIT_INVALID if result.failed else EXIT_OK
@@ -292,9 +301,9 @@ def cmd_trust_policy(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_iam_policy(args: argparse.Namespace, out: TextIO) -> int:
     from driftwarden.engine import policies
-    from driftwarden.providers.registry import load_providers
+    from driftwarden.providers.registry import default_providers
 
-    out.write(json.dumps(policies.permissions_policy(load_providers()), indent=2) + "\n")
+    out.write(json.dumps(policies.permissions_policy(default_providers()), indent=2) + "\n")
     return EXIT_OK
 
 

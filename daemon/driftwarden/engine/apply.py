@@ -24,13 +24,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from driftwarden.engine.graph import TYPE_ORDER
 from driftwarden.engine.observe import context_for
 from driftwarden.engine.plan import Change, contains_unknown, resolve
 from driftwarden.errors import DriftwardenError
 from driftwarden.manifests.model import Account
 from driftwarden.providers.aws import AwsSessions, as_provider_error
-from driftwarden.providers.base import REGISTRY, Context, Observed, Provider
+from driftwarden.providers.base import Context, Observed, Provider, converge
 
 Result = Literal["applied", "pending", "failed", "skipped"]
 
@@ -83,10 +82,10 @@ class Applier:
         observed: Sequence[Observed],
         accounts: Mapping[str, Account],
         *,
+        providers: Mapping[str, Provider],
         settings: ApplySettings = ApplySettings(),
         progress: Progress = _quiet,
         resolve_secret: Callable[[Any], str] | None = None,
-        providers: Mapping[str, Provider] = REGISTRY,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         cancelled: Callable[[], bool] = lambda: False,
@@ -162,9 +161,10 @@ class Applier:
 
     def _run_removals(self, changes: Sequence[Change], forward: Sequence[Outcome]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        rank = {t: i for i, t in enumerate(TYPE_ORDER)}
-        # Reverse dependency order: what was created last goes first.
-        for _order, group in _grouped(changes, key=lambda c: -rank.get(c.type, 0)):
+        # Each type's declared deletion rank: by default the reverse of creation order, so what
+        # was created last goes first.
+        rank = {t: p.info.deletion_rank for t, p in self.providers.items()}
+        for _order, group in _grouped(changes, key=lambda c: rank.get(c.type, 0)):
             with concurrent.futures.ThreadPoolExecutor(self.settings.max_workers, thread_name_prefix="delete") as pool:
                 outcomes.extend(pool.map(self._execute, group))
         return outcomes
@@ -206,7 +206,8 @@ class Applier:
                 assert change.observed is not None
                 fields = sorted({d.path.split(".")[0] for d in change.diff})
                 self.progress(f"~ update {change.key} ({', '.join(fields)})")
-                result = provider.update(ctx, resource, desired, change.observed, fields)
+                # Tags through the type's declared tag style, the rest through its provider.
+                result = converge(provider, ctx, resource, desired, change.observed, fields)
             else:
                 assert change.observed is not None
                 self.progress(f"± replace {change.key}: creating the new one first")

@@ -35,24 +35,6 @@ TAG_DELETION_POLICY = "driftwarden:deletion-policy"
 TAG_DESIRED_HASH = "driftwarden:desired-hash"
 OWNERSHIP_TAGS = (TAG_MANAGED_BY, TAG_OWNER, TAG_COMPONENT, TAG_DELETION_POLICY, TAG_DESIRED_HASH)
 
-# Resource types in creation order; deletion (prune, removed components) runs in reverse.
-TYPE_ORDER = (
-    "iam.role",
-    "ec2.vpc",
-    "ec2.subnet",
-    "ec2.internet-gateway",
-    "ec2.elastic-ip",
-    "ec2.nat-gateway",
-    "ec2.route-table",
-    "ec2.security-group",
-    "eks.cluster",
-    "eks.nodegroup",
-    "rds.db-subnet-group",
-    "rds.db-instance",
-    "secretsmanager.secret",
-    "ssm.parameter",
-)
-
 # AWS managed policies the EKS control plane and nodes need (EKS user guide).
 EKS_CLUSTER_POLICIES = ("arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",)
 EKS_NODE_POLICIES = (

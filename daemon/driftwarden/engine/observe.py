@@ -5,6 +5,8 @@ plus the per-cluster EKS reads that AWS offers no batch for — never one call p
 A place whose role cannot be assumed, or whose reads fail, is reported as a `PlaceError`
 and does not stop the other places: its objects are marked failed, everything else goes on.
 
+The providers to read with are handed in (`registry.default_providers()` in production).
+
 What it must not do: change anything in AWS.
 """
 
@@ -20,7 +22,7 @@ from driftwarden.engine.graph import Resource
 from driftwarden.errors import ProviderError
 from driftwarden.manifests.model import Account
 from driftwarden.providers.aws import AccountRef, AwsSessions, as_provider_error
-from driftwarden.providers.base import REGISTRY, Context, Observed, Provider
+from driftwarden.providers.base import Context, Observed, Provider
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,10 @@ def observe(
     places: Sequence[Place],
     instance: str,
     *,
-    providers: Mapping[str, Provider] = REGISTRY,
+    providers: Mapping[str, Provider],
     max_workers: int = 8,
 ) -> Observation:
-    """Read every provider type in every place; see the module docstring."""
+    """Read every type of `providers` in every place; see the module docstring."""
     jobs: list[tuple[Place, Provider]] = []
     global_done: set[tuple[str, str]] = set()
     for place in places:
@@ -135,7 +137,7 @@ def confirm(
     doubtful: Iterable[Observed],
     instance: str,
     *,
-    providers: Mapping[str, Provider] = REGISTRY,
+    providers: Mapping[str, Provider],
     max_workers: int = 8,
 ) -> Observation:
     """`observation` with every unconfirmed resource of `doubtful` read again, authoritatively.
@@ -152,8 +154,8 @@ def confirm(
 
     def reread(item: Observed) -> Observed | None:
         provider = providers[item.type]
-        fresh = _call(sessions, by_place[(item.account, item.region)], provider, instance,
-                      lambda ctx: provider.refresh(ctx, item))
+        fresh: Observed | None = _call(sessions, by_place[(item.account, item.region)], provider, instance,
+                                       lambda ctx: provider.refresh(ctx, item))
         if fresh is None or not fresh.managed_by(instance):
             return None
         return dataclasses.replace(fresh, account=item.account, region=item.region, confirmed=True)

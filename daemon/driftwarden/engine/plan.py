@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from driftwarden.engine.graph import TAG_DESIRED_HASH, Ref, Resource
-from driftwarden.providers.base import REGISTRY, Observed, Provider
+from driftwarden.providers.base import Observed, Provider
 
 Action = Literal["create", "update", "replace", "delete", "release"]
 
@@ -226,7 +226,7 @@ def make_plan(
     prune: bool = False,
     prune_limit: int = 20,
     revision_valid: bool = True,
-    providers: Mapping[str, Provider] = REGISTRY,
+    providers: Mapping[str, Provider],
 ) -> Plan:
     """Compare desired with observed; see the module docstring for the rules."""
     observed = list(observed)

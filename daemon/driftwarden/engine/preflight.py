@@ -16,6 +16,7 @@ What it must not do: change anything in AWS.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,13 +93,17 @@ def _region_enabled(cluster: Cluster, client: Callable[[str], Any], result: Pref
     return True
 
 
+def _quota(client: Callable[[str], Any], code: str) -> Any:
+    return client("service-quotas").get_service_quota(ServiceCode="ec2", QuotaCode=code)
+
+
 def _check_quotas(client: Callable[[str], Any], result: PreflightResult) -> None:
     for code, name in MINIMUM_QUOTAS.items():
         answer = _call(
             result,
             f"EC2 quota {code} ({name})",
             "service-quotas",
-            lambda code=code: client("service-quotas").get_service_quota(ServiceCode="ec2", QuotaCode=code),
+            functools.partial(_quota, client, code),
         )
         if answer is None:
             continue

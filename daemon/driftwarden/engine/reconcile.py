@@ -4,17 +4,19 @@
 revision before touching AWS: an invalid revision never reaches AWS (the daemon keeps the last
 good one in force; a one-shot command simply reports and stops).
 
-Secret variables are resolved here, in the control account, only to compute the content hash
-the plan compares (the hash is kept in a tag on the target secret); the values themselves are
-read again by the provider at apply time and never stored, logged or shown.
+Secret variables are resolved through the `resolve_secret` callable it is handed (reading the
+control account is `providers/secret_sources.py`'s), only to compute the content hash the plan
+compares (the hash is kept in a tag on the target secret); the values themselves are read again
+by the provider at apply time and never stored, logged or shown.
+
+What it must not do: call AWS itself (observe, apply, preflight and the resolver do), or find
+providers anywhere but in the `providers` it is handed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from driftwarden.engine.apply import Applier, ApplySettings, Outcome, Progress
@@ -22,14 +24,13 @@ from driftwarden.engine.graph import DEFAULT_INSTANCE, Resource, build_graph, wi
 from driftwarden.engine.observe import Observation, Place, confirm, context_for, observe, places_of
 from driftwarden.engine.plan import Plan, PlanError, make_plan
 from driftwarden.engine.preflight import check_cluster
-from driftwarden.errors import DriftwardenError, ProviderError
-from driftwarden.manifests.model import Account, SecretSource
+from driftwarden.errors import DriftwardenError
+from driftwarden.manifests.model import Account
 from driftwarden.manifests.validation import ValidationResult
 from driftwarden.providers.aws import AwsSessions
-from driftwarden.providers.registry import load_providers
+from driftwarden.providers.base import Provider
 from driftwarden.providers.secret import secret_payload
-
-SecretResolver = Callable[[SecretSource], str]
+from driftwarden.providers.secret_sources import SecretResolver
 
 
 @dataclass(frozen=True)
@@ -63,55 +64,6 @@ class PassResult:
         return any(o.result == "failed" for o in self.outcomes)
 
 
-def control_secret_resolver(sessions: AwsSessions, default_region: str) -> SecretResolver:
-    """Read a `valueFrom` source in the control account (the daemon's own identity)."""
-
-    def resolve(source: SecretSource) -> str:
-        if source.kind == "env":
-            if source.ref not in os.environ:
-                raise DriftwardenError(f"environment variable {source.ref} is not set in the daemon")
-            return os.environ[source.ref]
-        if source.kind == "ssmParameter":
-            region = source.ref.split(":")[3] if source.ref.startswith("arn:") else default_region
-            client = sessions.control_client("ssm", region)
-            name = source.ref.split(":parameter", 1)[-1] if source.ref.startswith("arn:") else source.ref
-            return str(client.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"])
-        region = source.ref.split(":")[3]
-        client = sessions.control_client("secretsmanager", region)
-        value = str(client.get_secret_value(SecretId=source.ref)["SecretString"])
-        if source.json_key:
-            return str(json.loads(value)[source.json_key])
-        return value
-
-    return _mapping_errors(resolve)
-
-
-def sandbox_secret_resolver() -> SecretResolver:
-    """In the sandbox there is no control account to read from: stand-in values, never real ones."""
-
-    def resolve(source: SecretSource) -> str:
-        if source.kind == "env" and source.ref in os.environ:
-            return os.environ[source.ref]
-        return f"sandbox-placeholder-for-{source.kind}"
-
-    return resolve
-
-
-def _mapping_errors(resolve: SecretResolver) -> SecretResolver:
-    def wrapped(source: SecretSource) -> str:
-        try:
-            return resolve(source)
-        except ProviderError:
-            raise
-        except DriftwardenError:
-            raise
-        except Exception as exc:  # botocore errors carry no secret values, only codes
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-            raise DriftwardenError(f"cannot read secret source {source.kind} {source.ref}: {code}") from exc
-
-    return wrapped
-
-
 def _with_secret_hashes(resources: Sequence[Resource], resolve: SecretResolver) -> tuple[list[Resource], list[PlanError]]:
     prepared: list[Resource] = []
     errors: list[PlanError] = []
@@ -143,11 +95,11 @@ def plan_once(
     revision: str,
     settings: ReconcileSettings = ReconcileSettings(),
     resolve_secret: SecretResolver,
+    providers: Mapping[str, Provider],
 ) -> PassResult:
-    """Validate, observe and plan; change nothing."""
+    """Validate, observe and plan with `providers`; change nothing."""
     if not validation.valid:
         return PassResult(revision=revision, validation=validation)
-    load_providers()
     resources = build_graph(validation.clusters, validation.deployments, settings.instance)
     resources, secret_errors = _with_secret_hashes(resources, resolve_secret)
     # After the secret hashes: a rotated secret value is a change of the desired state, not drift.
@@ -155,7 +107,7 @@ def plan_once(
     places: list[Place] = places_of(resources)
     current = {(p.account.id, p.region) for p in places}
     places += [p for p in settings.retired_places if (p.account.id, p.region) not in current]
-    observation = observe(sessions, places, settings.instance)
+    observation = observe(sessions, places, settings.instance, providers=providers)
     declared = {f"Cluster/{c.name}" for c in validation.clusters} | {f"Deployment/{d.name}" for d in validation.deployments}
 
     def planned(observation: Observation) -> Plan:
@@ -170,6 +122,7 @@ def plan_once(
             prune=settings.prune,
             prune_limit=settings.prune_limit,
             revision_valid=validation.valid,
+            providers=providers,
         )
 
     plan = planned(observation)
@@ -177,7 +130,7 @@ def plan_once(
     # (or reported as drift) on their account; an empty plan needs no second look.
     doubtful = [c.observed for c in (*plan.changes, *plan.held) if c.observed is not None and not c.observed.confirmed]
     if doubtful:
-        observation = confirm(sessions, places, observation, doubtful, settings.instance)
+        observation = confirm(sessions, places, observation, doubtful, settings.instance, providers=providers)
         plan = planned(observation)
     _preflight(plan, validation, sessions, settings.instance)
     plan.errors.extend(secret_errors)
@@ -213,6 +166,7 @@ def apply_once(
     revision: str,
     settings: ReconcileSettings = ReconcileSettings(),
     resolve_secret: SecretResolver,
+    providers: Mapping[str, Provider],
     progress: Progress,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> PassResult:
@@ -221,7 +175,8 @@ def apply_once(
     Once `cancelled()` is true (the daemon is stopping), changes not yet started are skipped and
     waits end; calls already sent to AWS finish.
     """
-    result = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolve_secret)
+    result = plan_once(validation, sessions, revision=revision, settings=settings, resolve_secret=resolve_secret,
+                       providers=providers)
     if result.plan is None or result.observation is None:
         return result
     applier = Applier(
@@ -229,6 +184,7 @@ def apply_once(
         settings.instance,
         result.observation.resources,
         {**{p.account.id: p.account for p in settings.retired_places}, **accounts_of(result.resources)},
+        providers=providers,
         settings=settings.apply,
         progress=progress,
         resolve_secret=resolve_secret,

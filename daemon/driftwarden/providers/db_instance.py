@@ -24,18 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
-from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.engine.graph import TAG_MANAGED_BY, Resource
 from driftwarden.errors import NotFoundError, PermanentProviderError, ProviderError
+from driftwarden.providers import tag_styles
 from driftwarden.providers.aws import paginate
 from driftwarden.providers.base import (
     Context,
+    Enumeration,
     Observed,
     Provider,
     Status,
+    TypeInfo,
     carries_ownership,
-    register,
     tag_list,
     tag_map,
 )
@@ -123,35 +125,42 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@register
 class DbInstanceProvider(Provider):
-    type = "rds.db-instance"
-    service = "rds"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("rds:DescribeDBInstances",),
-        "create": (
-            "rds:CreateDBInstance",
-            # Tags given to a create call are authorised as rds:AddTagsToResource as well.
-            "rds:AddTagsToResource",
-            # ManageMasterUserPassword: RDS creates and tags the master secret as the caller.
-            "secretsmanager:CreateSecret",
-            "secretsmanager:TagResource",
-            # Only after a retried create that had in fact succeeded (DBInstanceAlreadyExists).
-            "rds:DescribeDBInstances",
-        ),
-        "update": ("rds:ModifyDBInstance", "rds:AddTagsToResource", "rds:DescribeDBInstances"),
-        # The final snapshot is authorised as rds:CreateDBSnapshot, and tagging it (the
-        # instance copies its tags to snapshots) as rds:AddTagsToResource.
-        "delete": ("rds:DeleteDBInstance", "rds:CreateDBSnapshot", "rds:AddTagsToResource"),
-        "untag": ("rds:RemoveTagsFromResource",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {
-        "DBInstanceIdentifier": "an RDS instance is not renamed by driftwarden: the identifier is how it is found",
-        "Engine": "the metadata database engine cannot change",
-        "StorageEncrypted": "encryption cannot be changed after creation",
-        "DBSubnetGroupName": "moving the database to another subnet group is not done in place",
-        "MasterUsername": "the master user name cannot change after creation",
-    }
+    info = TypeInfo(
+        type="rds.db-instance",
+        service="rds",
+        enumeration=Enumeration("describe_db_instances", "DBInstances", "DBInstanceIdentifier"),
+        not_found=("DBInstanceNotFound",),
+        tag_style=tag_styles.RDS,
+        create_order=120,
+        permissions={
+            "read": ("rds:DescribeDBInstances",),
+            "create": (
+                "rds:CreateDBInstance",
+                # Tags given to a create call are authorised as rds:AddTagsToResource as well.
+                "rds:AddTagsToResource",
+                # ManageMasterUserPassword: RDS creates and tags the master secret as the caller.
+                "secretsmanager:CreateSecret",
+                "secretsmanager:TagResource",
+                # Only after a retried create that had in fact succeeded (DBInstanceAlreadyExists).
+                "rds:DescribeDBInstances",
+            ),
+            "update": ("rds:ModifyDBInstance", "rds:DescribeDBInstances"),
+            # The final snapshot is authorised as rds:CreateDBSnapshot, and tagging it (the
+            # instance copies its tags to snapshots) as rds:AddTagsToResource.
+            "delete": ("rds:DeleteDBInstance", "rds:CreateDBSnapshot", "rds:AddTagsToResource"),
+        },
+        managed_fields=("DBInstanceIdentifier", "Engine", "EngineVersion", "DBInstanceClass", "AllocatedStorage",
+                        "MultiAZ", "StorageEncrypted", "DeletionProtection", "DBSubnetGroupName",
+                        "VpcSecurityGroupIds", "MasterUsername"),
+        immutable={
+            "DBInstanceIdentifier": "an RDS instance is not renamed by driftwarden: the identifier is how it is found",
+            "Engine": "the metadata database engine cannot change",
+            "StorageEncrypted": "encryption cannot be changed after creation",
+            "DBSubnetGroupName": "moving the database to another subnet group is not done in place",
+            "MasterUsername": "the master user name cannot change after creation",
+        },
+    )
 
     # The engine may set this per run (see DEFAULT_APPLY_IMMEDIATELY).
     apply_immediately: bool = DEFAULT_APPLY_IMMEDIATELY
@@ -268,8 +277,6 @@ class DbInstanceProvider(Provider):
         params: dict[str, Any] = {}
         # Check every field before calling anything, so a refused change changes nothing.
         for name in changed:
-            if name == "tags":
-                continue
             if name in self.immutable:
                 raise PermanentProviderError(
                     f"cannot change {name} of {self.type} {observed.id}: {self.immutable[name]}"
@@ -296,9 +303,6 @@ class DbInstanceProvider(Provider):
             rds.modify_db_instance(
                 DBInstanceIdentifier=observed.id, ApplyImmediately=self.apply_immediately or ctx.apply_immediately, **params
             )
-        if "tags" in changed:
-            # Adds or overwrites ours; tags others put on the instance stay.
-            rds.add_tags_to_resource(ResourceName=observed.attributes["Arn"], Tags=tag_list(resource.tags))
         current = self._read_one(rds, observed.id)
         if current is None:
             raise NotFoundError(f"{self.type} {observed.id} disappeared while being updated")
@@ -343,11 +347,3 @@ class DbInstanceProvider(Provider):
             )
         except NotFoundError:
             return  # already gone
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        try:
-            ctx.client("rds").remove_tags_from_resource(
-                ResourceName=observed.attributes["Arn"], TagKeys=list(OWNERSHIP_TAGS)
-            )
-        except NotFoundError:
-            return  # gone: nothing left to release

@@ -7,24 +7,25 @@ its tags.
 What it must not do: touch a group without our managed-by tag (the default group and groups of
 other tools live in the same account), or rename a group (AWS cannot: a new name is a new group).
 Deleting a group that a DB instance still uses is refused by AWS; the engine deletes the
-instance first (reverse `TYPE_ORDER`) and retries the group on a later cycle.
+instance first (reverse creation order) and retries the group on a later cycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.engine.graph import TAG_MANAGED_BY, Resource
 from driftwarden.errors import NotFoundError, ProviderError
-from driftwarden.providers import tagging
+from driftwarden.providers import tag_styles, tagging
 from driftwarden.providers.aws import paginate
 from driftwarden.providers.base import (
     Context,
+    Enumeration,
     Observed,
     Provider,
+    TypeInfo,
     carries_ownership,
-    register,
     tag_list,
     tag_map,
 )
@@ -47,21 +48,25 @@ def lower_name(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-@register
 class DbSubnetGroupProvider(Provider):
-    type = "rds.db-subnet-group"
-    service = "rds"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("rds:DescribeDBSubnetGroups", "rds:ListTagsForResource", tagging.PERMISSION),
-        # Tags given to a create call are authorised as rds:AddTagsToResource as well.
-        "create": ("rds:CreateDBSubnetGroup", "rds:AddTagsToResource", "rds:DescribeDBSubnetGroups",
-                   "rds:ListTagsForResource"),
-        "update": ("rds:ModifyDBSubnetGroup", "rds:AddTagsToResource", "rds:DescribeDBSubnetGroups",
-                   "rds:ListTagsForResource"),
-        "delete": ("rds:DeleteDBSubnetGroup",),
-        "untag": ("rds:RemoveTagsFromResource",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {"DBSubnetGroupName": "a DB subnet group cannot be renamed"}
+    info = TypeInfo(
+        type="rds.db-subnet-group",
+        service="rds",
+        enumeration=Enumeration("describe_db_subnet_groups", "DBSubnetGroups", "DBSubnetGroupName"),
+        not_found=("DBSubnetGroupNotFoundFault",),
+        tag_style=tag_styles.RDS,
+        create_order=110,
+        permissions={
+            "read": ("rds:DescribeDBSubnetGroups", "rds:ListTagsForResource", tagging.PERMISSION),
+            # Tags given to a create call are authorised as rds:AddTagsToResource as well.
+            "create": ("rds:CreateDBSubnetGroup", "rds:AddTagsToResource", "rds:DescribeDBSubnetGroups",
+                       "rds:ListTagsForResource"),
+            "update": ("rds:ModifyDBSubnetGroup", "rds:DescribeDBSubnetGroups", "rds:ListTagsForResource"),
+            "delete": ("rds:DeleteDBSubnetGroup",),
+        },
+        managed_fields=("DBSubnetGroupName", "DBSubnetGroupDescription", "SubnetIds"),
+        immutable={"DBSubnetGroupName": "a DB subnet group cannot be renamed"},
+    )
 
     def normalize_desired(self, desired: Mapping[str, Any]) -> dict[str, Any]:
         result = dict(desired)
@@ -166,9 +171,6 @@ class DbSubnetGroupProvider(Provider):
                 DBSubnetGroupDescription=desired["DBSubnetGroupDescription"],
                 SubnetIds=list(desired["SubnetIds"]),
             )
-        if "tags" in changed:
-            # Adds or overwrites ours; tags others put on the group stay.
-            rds.add_tags_to_resource(ResourceName=observed.attributes["Arn"], Tags=tag_list(resource.tags))
         current = self._read_one(rds, observed.id)
         if current is None:
             raise NotFoundError(f"DB subnet group {observed.id} disappeared while being updated")
@@ -179,12 +181,3 @@ class DbSubnetGroupProvider(Provider):
             ctx.client("rds").delete_db_subnet_group(DBSubnetGroupName=observed.id)
         except NotFoundError:
             return  # already gone
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        try:
-            ctx.client("rds").remove_tags_from_resource(
-                ResourceName=observed.attributes["Arn"], TagKeys=list(OWNERSHIP_TAGS)
-            )
-        except NotFoundError:
-            return  # gone: nothing left to release
-

@@ -1,4 +1,4 @@
-"""What the EC2 network providers share: tag filters, tagging, not-found handling, states.
+"""What the EC2 network providers share: listing, tag filters, not-found handling, states.
 
 The VPC, subnet, internet gateway, Elastic IP, NAT gateway, route table and security group
 providers (one module each) all speak EC2's API, which has the same habits everywhere:
@@ -7,8 +7,8 @@ providers (one module each) all speak EC2's API, which has the same habits every
   instance manages in one paginated call and checks the tag again on our side (moto's
   DescribeNatGateways ignores tag filters; a filter the server silently drops must never make
   us adopt someone else's resource);
-* tags are set at creation (`tag_specifications`), added with CreateTags (`put_tags`) and
-  removed with DeleteTags (`remove_ownership_tags`), and are returned as ``Tags`` lists;
+* tags are set at creation (`tag_specifications`) and are returned as ``Tags`` lists; later
+  they are written and removed by the engine through the EC2 tag style (`tag_styles.EC2`);
 * a resource that is already gone answers with a ``*.NotFound`` code (`absent`);
 * transitional states (``pending``, ``deleting``...) map onto the engine's `Status`
   (`status_of`).
@@ -19,13 +19,12 @@ swallows only the not-found codes it is given.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.engine.graph import TAG_MANAGED_BY
 from driftwarden.errors import ProviderError
 from driftwarden.providers.aws import paginate
 from driftwarden.providers.base import (
@@ -115,38 +114,9 @@ def first_or_absent(read: Callable[[], list[T]], not_found: Iterable[str]) -> T 
     return found[0] if found else None
 
 
-def update_tags_only(
-    resource: Resource, observed: Observed, changed: list[str], ctx: Context
-) -> Observed:
-    """`update` of a type whose managed fields are all immutable: only its tags can be repaired."""
-    tags = dict(observed.tags)
-    if "tags" in changed:
-        put_tags(ctx, observed.id, resource.tags)
-        tags.update(resource.tags)
-    return dataclasses.replace(observed, tags=tags)
-
-
 def tag_specifications(resource_type: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
     """`TagSpecifications` for a create call: tagged from the first moment it exists."""
     return [{"ResourceType": resource_type, "Tags": tag_list(tags)}]
-
-
-def put_tags(ctx: Context, resource_id: str, tags: Mapping[str, str]) -> None:
-    """Add or overwrite `tags` on a resource; tags not named are left alone."""
-    if tags:
-        ctx.client(SERVICE).create_tags(Resources=[resource_id], Tags=tag_list(tags))
-
-
-def remove_tags(ctx: Context, resource_id: str, keys: Iterable[str]) -> None:
-    """Remove the tags named `keys` (whatever their values) from a resource."""
-    wanted = sorted(set(keys))
-    if wanted:
-        ctx.client(SERVICE).delete_tags(Resources=[resource_id], Tags=[{"Key": k} for k in wanted])
-
-
-def remove_ownership_tags(ctx: Context, resource_id: str) -> None:
-    """What `untag` does for every EC2 type: the resource stays, no longer ours."""
-    remove_tags(ctx, resource_id, OWNERSHIP_TAGS)
 
 
 def is_absent(error: BaseException, codes: Iterable[str]) -> bool:
@@ -165,19 +135,34 @@ def absent(*codes: str) -> Iterator[None]:
 
 
 class Ec2Provider(Provider):
-    """What every EC2 type shares: the service, and `untag` removing our tags."""
+    """What every EC2 type shares: reading by its declared `Enumeration` with our tag filter.
 
-    service = SERVICE
+    A subclass says how one listed item becomes an `Observed` (`from_aws`); `read` lists
+    every managed item of the place in one batched call, and `refresh` asks for one by id
+    (the enumeration's `id_param`), not-found meaning gone.
+    """
 
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        remove_ownership_tags(ctx, observed.id)
+    # Extra server-side filters of the listing (NAT gateways: live states only).
+    listing_filters: ClassVar[tuple[Mapping[str, Any], ...]] = ()
+    # Some listings (DescribeAddresses) have no pages: AWS returns everything at once.
+    paginated: ClassVar[bool] = True
 
+    def from_aws(self, item: Mapping[str, Any]) -> Observed:
+        """One item of the listing as an `Observed`."""
+        raise NotImplementedError(f"{self.type} reads its resources its own way")
 
-class TagsOnlyEc2Provider(Ec2Provider):
-    """An EC2 type whose managed fields are all immutable (the plan never asks to change them):
-    `update` repairs its tags only."""
+    def describe(self, ctx: Context, **params: Any) -> list[dict[str, Any]]:
+        """Items of the declared listing managed by `ctx.instance`, narrowed by `params`."""
+        listing = self.info.enumeration
+        return describe_managed(ctx, listing.operation, listing.result_key, filters=self.listing_filters,
+                                paginated=self.paginated, **params)
 
-    def update(
-        self, ctx: Context, resource: Resource, desired: Mapping[str, Any], observed: Observed, changed: list[str]
-    ) -> Observed:
-        return update_tags_only(resource, observed, changed, ctx)
+    def read(self, ctx: Context) -> list[Observed]:
+        return [self.from_aws(item) for item in self.describe(ctx)]
+
+    def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
+        id_param = self.info.enumeration.id_param
+        if id_param is None:
+            return super().refresh(ctx, observed)
+        found = first_or_absent(lambda: self.describe(ctx, **{id_param: [observed.id]}), self.info.not_found)
+        return self.from_aws(found) if found else None

@@ -17,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.engine.graph import TAG_MANAGED_BY, Resource
 from driftwarden.errors import NotFoundError, PermanentProviderError
+from driftwarden.providers import tag_styles
 from driftwarden.providers.aws import paginate
-from driftwarden.providers.base import Context, Observed, Provider, Status, register
+from driftwarden.providers.base import Context, Enumeration, Observed, Provider, Status, TypeInfo
 
 # AWS's cluster states, as our status vocabulary. Anything unknown is treated as work in
 # progress rather than "ready", so nothing is built on a cluster in a state we do not know.
@@ -85,24 +86,30 @@ def check_version_step(name: str, current: str, wanted: str) -> None:
         )
 
 
-@register
 class EksClusterProvider(Provider):
-    type = "eks.cluster"
-    service = "eks"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("eks:ListClusters", "eks:DescribeCluster"),
-        # iam:PassRole: CreateCluster hands the control-plane role to EKS.
-        "create": ("eks:CreateCluster", "iam:PassRole"),
-        "update": ("eks:DescribeCluster", "eks:TagResource", "eks:UpdateClusterVersion"),
-        "delete": ("eks:DeleteCluster",),
-        "untag": ("eks:UntagResource",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {
-        "Name": "an EKS cluster's name cannot change",
-        "RoleArn": "EKS cannot change a cluster's IAM role",
-        "SubnetIds": "EKS cannot move a cluster to other subnets",
-        "SecurityGroupIds": "EKS cannot change a cluster's additional security groups in place",
-    }
+    info = TypeInfo(
+        type="eks.cluster",
+        service="eks",
+        # ListClusters gives names only; each is then described (EKS has no batch read).
+        enumeration=Enumeration("list_clusters", "clusters", "name"),
+        not_found=("ResourceNotFoundException",),
+        tag_style=tag_styles.EKS,
+        create_order=90,
+        permissions={
+            "read": ("eks:ListClusters", "eks:DescribeCluster"),
+            # iam:PassRole: CreateCluster hands the control-plane role to EKS.
+            "create": ("eks:CreateCluster", "iam:PassRole"),
+            "update": ("eks:DescribeCluster", "eks:UpdateClusterVersion"),
+            "delete": ("eks:DeleteCluster",),
+        },
+        managed_fields=("Name", "Version", "RoleArn", "SubnetIds", "SecurityGroupIds"),
+        immutable={
+            "Name": "an EKS cluster's name cannot change",
+            "RoleArn": "EKS cannot change a cluster's IAM role",
+            "SubnetIds": "EKS cannot move a cluster to other subnets",
+            "SecurityGroupIds": "EKS cannot change a cluster's additional security groups in place",
+        },
+    )
 
     def normalize_desired(self, desired: Mapping[str, Any]) -> dict[str, Any]:
         result = dict(desired)
@@ -158,9 +165,6 @@ class EksClusterProvider(Provider):
             # Checked before any call, so a refused version leaves the cluster untouched.
             check_version_step(name, observed.fields["Version"], wanted["Version"])
         eks = ctx.client("eks")
-        if "tags" in changed:
-            # TagResource adds and overwrites; tags someone else put on the cluster stay.
-            eks.tag_resource(resourceArn=observed.attributes["Arn"], tags=dict(resource.tags))
         if upgrade:
             # No clientRequestToken of ours: botocore generates one per call (and reuses it on
             # its retries). A fixed token would make AWS ignore a later, legitimate retry of the
@@ -186,9 +190,6 @@ class EksClusterProvider(Provider):
         except NotFoundError:
             return  # already gone: what we wanted
 
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        ctx.client("eks").untag_resource(resourceArn=observed.attributes["Arn"], tagKeys=list(OWNERSHIP_TAGS))
-
 
 def _describe(eks: Any, name: str) -> dict[str, Any] | None:
     try:
@@ -203,7 +204,7 @@ def _observed(cluster: Mapping[str, Any]) -> Observed:
     vpc = cluster.get("resourcesVpcConfig") or {}
     state = cluster.get("status", "")
     return Observed(
-        type="eks.cluster",
+        type=EksClusterProvider.info.type,
         id=name,
         fields={
             "Name": name,

@@ -20,12 +20,13 @@ for EKS (creates and updates return ``pending``; the engine polls `refresh`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.engine.graph import TAG_MANAGED_BY, Resource
 from driftwarden.errors import NotFoundError, PermanentProviderError
+from driftwarden.providers import tag_styles
 from driftwarden.providers.aws import paginate
-from driftwarden.providers.base import Context, Observed, Provider, Status, register
+from driftwarden.providers.base import Context, Enumeration, Observed, Provider, Status, TypeInfo
 from driftwarden.providers.eks_cluster import client_token, differs, sorted_ids
 
 _STATUS: Mapping[str, Status] = {
@@ -70,27 +71,34 @@ def clamped_desired_size(current: int, min_size: int, max_size: int) -> int | No
     return None
 
 
-@register
 class EksNodegroupProvider(Provider):
-    type = "eks.nodegroup"
-    service = "eks"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("eks:ListClusters", "eks:ListNodegroups", "eks:DescribeNodegroup"),
-        # iam:PassRole: CreateNodegroup hands the node role to EKS.
-        "create": ("eks:CreateNodegroup", "iam:PassRole"),
-        "update": ("eks:DescribeNodegroup", "eks:UpdateNodegroupConfig", "eks:TagResource"),
-        "delete": ("eks:DeleteNodegroup",),
-        "untag": ("eks:UntagResource",),
-    }
-    replaceable = True
-    immutable: ClassVar[Mapping[str, str]] = {
-        "ClusterName": "a node group cannot move to another EKS cluster",
-        "NodegroupName": "a node group's name cannot change (it carries the instance type's digest: a new type is a new group)",
-        "NodeRole": "EKS cannot change a node group's IAM role",
-        "Subnets": "EKS cannot move a node group to other subnets",
-        "InstanceTypes": "EKS cannot change a node group's instance types",
-        "CapacityType": "EKS cannot switch a node group between ON_DEMAND and SPOT",
-    }
+    info = TypeInfo(
+        type="eks.nodegroup",
+        service="eks",
+        # Per cluster: ListNodegroups gives names, each is then described (no batch read).
+        enumeration=Enumeration("list_nodegroups", "nodegroups", "nodegroupName"),
+        not_found=("ResourceNotFoundException",),
+        tag_style=tag_styles.EKS,
+        create_order=100,
+        permissions={
+            "read": ("eks:ListClusters", "eks:ListNodegroups", "eks:DescribeNodegroup"),
+            # iam:PassRole: CreateNodegroup hands the node role to EKS.
+            "create": ("eks:CreateNodegroup", "iam:PassRole"),
+            "update": ("eks:DescribeNodegroup", "eks:UpdateNodegroupConfig"),
+            "delete": ("eks:DeleteNodegroup",),
+        },
+        managed_fields=("ClusterName", "NodegroupName", "NodeRole", "Subnets", "InstanceTypes", "CapacityType",
+                        "ScalingConfig", "Labels", "Taints"),
+        replaceable=True,
+        immutable={
+            "ClusterName": "a node group cannot move to another EKS cluster",
+            "NodegroupName": "a node group's name cannot change (it carries the instance type's digest: a new type is a new group)",
+            "NodeRole": "EKS cannot change a node group's IAM role",
+            "Subnets": "EKS cannot move a node group to other subnets",
+            "InstanceTypes": "EKS cannot change a node group's instance types",
+            "CapacityType": "EKS cannot switch a node group between ON_DEMAND and SPOT",
+        },
+    )
 
     def normalize_desired(self, desired: Mapping[str, Any]) -> dict[str, Any]:
         result = dict(desired)
@@ -184,9 +192,6 @@ class EksNodegroupProvider(Provider):
             taints = _taint_delta(normalize_taints(current.get("taints") or ()), wanted["Taints"])
             if taints:
                 config["taints"] = taints
-        if "tags" in changed:
-            # TagResource adds and overwrites; tags someone else put on the group stay.
-            eks.tag_resource(resourceArn=observed.attributes["Arn"], tags=dict(resource.tags))
         if config:
             # One call for scaling, labels and taints together. No clientRequestToken of ours:
             # botocore makes one per call, and a fixed one would let AWS swallow a later,
@@ -212,9 +217,6 @@ class EksNodegroupProvider(Provider):
             )
         except NotFoundError:
             return  # already gone (or its cluster is): what we wanted
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        ctx.client("eks").untag_resource(resourceArn=observed.attributes["Arn"], tagKeys=list(OWNERSHIP_TAGS))
 
 
 def _label_delta(current: Mapping[str, str], wanted: Mapping[str, str]) -> dict[str, Any]:
@@ -254,7 +256,7 @@ def _observed(group: Mapping[str, Any]) -> Observed:
     scaling = group.get("scalingConfig") or {}
     state = group.get("status", "")
     return Observed(
-        type="eks.nodegroup",
+        type=EksNodegroupProvider.info.type,
         # Node group names are unique per cluster only.
         id=f"{cluster}/{name}",
         fields={

@@ -11,42 +11,43 @@ engine tries again on a later run, once the gateway is gone.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from driftwarden.engine.graph import Resource
-from driftwarden.providers.base import Context, Observed, register, tag_map
+from driftwarden.providers import tag_styles
+from driftwarden.providers.base import Context, Enumeration, Observed, TypeInfo, tag_map
 from driftwarden.providers.ec2 import (
     SERVICE,
-    TagsOnlyEc2Provider,
+    Ec2Provider,
     absent,
-    describe_managed,
     tag_specifications,
 )
 
-_NOT_FOUND = ("InvalidAllocationID.NotFound",)
 
+class ElasticIpProvider(Ec2Provider):
+    info = TypeInfo(
+        type="ec2.elastic-ip",
+        service=SERVICE,
+        # No id_param: an address has no state to wait on, so `refresh` is rare and simply
+        # reads the place's listing again (one call: it has no pages).
+        enumeration=Enumeration("describe_addresses", "Addresses", "AllocationId"),
+        not_found=("InvalidAllocationID.NotFound",),
+        tag_style=tag_styles.EC2,
+        create_order=50,
+        permissions={
+            "read": ("ec2:DescribeAddresses",),
+            # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
+            "create": ("ec2:AllocateAddress", "ec2:CreateTags"),
+            "delete": ("ec2:ReleaseAddress",),
+        },
+        managed_fields=("Domain",),
+        immutable={"Domain": "an Elastic IP cannot move between EC2-Classic and VPC"},
+    )
+    # DescribeAddresses has no pages: AWS returns every address of the region at once.
+    paginated = False
 
-@register
-class ElasticIpProvider(TagsOnlyEc2Provider):
-    type = "ec2.elastic-ip"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("ec2:DescribeAddresses",),
-        # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
-        "create": ("ec2:AllocateAddress", "ec2:CreateTags"),
-        "update": ("ec2:CreateTags",),
-        "delete": ("ec2:ReleaseAddress",),
-        "untag": ("ec2:DeleteTags",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {
-        "Domain": "an Elastic IP cannot move between EC2-Classic and VPC",
-    }
-
-    def read(self, ctx: Context) -> list[Observed]:
-        # DescribeAddresses has no pages: AWS returns every address of the region at once.
-        return [
-            _observed(a)
-            for a in describe_managed(ctx, "describe_addresses", "Addresses", paginated=False)
-        ]
+    def from_aws(self, item: Mapping[str, Any]) -> Observed:
+        return _observed(item)
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         # AllocateAddress takes no client token. An address allocated by an attempt that crashed
@@ -59,14 +60,14 @@ class ElasticIpProvider(TagsOnlyEc2Provider):
         return _observed(address, {**tag_map(address.get("Tags")), **resource.tags})
 
     def delete(self, ctx: Context, observed: Observed) -> None:
-        with absent(*_NOT_FOUND):
+        with absent(*self.info.not_found):
             ctx.client(SERVICE).release_address(AllocationId=observed.id)
 
 
 def _observed(address: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Observed:
     allocation_id = address["AllocationId"]
     return Observed(
-        type=ElasticIpProvider.type,
+        type=ElasticIpProvider.info.type,
         id=allocation_id,
         fields={"Domain": address.get("Domain", "vpc")},
         tags=dict(tags) if tags is not None else tag_map(address.get("Tags")),

@@ -22,17 +22,20 @@ from __future__ import annotations
 import json
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.engine.graph import TAG_MANAGED_BY, Resource
 from driftwarden.errors import NotFoundError, ProviderError
+from driftwarden.providers import tag_styles
 from driftwarden.providers.aws import paginate
 from driftwarden.providers.base import (
     Context,
+    Enumeration,
     Observed,
     Provider,
+    TypeInfo,
     carries_ownership,
-    register,
+    converge,
     tag_list,
     tag_map,
 )
@@ -48,8 +51,8 @@ _CONVERGE = (
     "iam:DetachRolePolicy",
     "iam:PutRolePolicy",
     "iam:DeleteRolePolicy",
-    "iam:TagRole",
 )
+_FIELDS = ("RoleName", "AssumeRolePolicyDocument", "ManagedPolicyArns", "InlinePolicies")
 
 
 def _string_list(value: Any) -> list[Any]:
@@ -123,31 +126,36 @@ def _role_fields(
     }
 
 
-@register
 class IamRole(Provider):
-    type = "iam.role"
-    service = "iam"
-    global_service = True
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        # The per-role reads are `refresh` (one role, while waiting on it).
-        "read": ("iam:GetAccountAuthorizationDetails", *_READ_ONE),
-        # iam:TagRole is what AWS checks for the Tags of CreateRole. The reads and converging
-        # calls serve a create retried after a crash: the role exists already and is ours.
-        "create": ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy", "iam:PutRolePolicy", *_READ_ONE,
-                   *_CONVERGE),
-        "update": (*_CONVERGE, *_READ_ONE),
-        "delete": (
-            "iam:ListAttachedRolePolicies",
-            "iam:DetachRolePolicy",
-            "iam:ListRolePolicies",
-            "iam:DeleteRolePolicy",
-            "iam:ListInstanceProfilesForRole",
-            "iam:RemoveRoleFromInstanceProfile",
-            "iam:DeleteRole",
-        ),
-        "untag": ("iam:UntagRole",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {"RoleName": "IAM role names cannot change"}
+    info = TypeInfo(
+        type="iam.role",
+        service="iam",
+        enumeration=Enumeration("get_account_authorization_details", "RoleDetailList", "RoleName"),
+        not_found=("NoSuchEntity",),
+        tag_style=tag_styles.IAM_ROLE,
+        create_order=10,
+        permissions={
+            # The per-role reads are `refresh` (one role, while waiting on it).
+            "read": ("iam:GetAccountAuthorizationDetails", *_READ_ONE),
+            # iam:TagRole is what AWS checks for the Tags of CreateRole. The reads and converging
+            # calls serve a create retried after a crash: the role exists already and is ours.
+            "create": ("iam:CreateRole", "iam:TagRole", "iam:AttachRolePolicy", "iam:PutRolePolicy", *_READ_ONE,
+                       *_CONVERGE),
+            "update": (*_CONVERGE, *_READ_ONE),
+            "delete": (
+                "iam:ListAttachedRolePolicies",
+                "iam:DetachRolePolicy",
+                "iam:ListRolePolicies",
+                "iam:DeleteRolePolicy",
+                "iam:ListInstanceProfilesForRole",
+                "iam:RemoveRoleFromInstanceProfile",
+                "iam:DeleteRole",
+            ),
+        },
+        managed_fields=_FIELDS,
+        immutable={"RoleName": "IAM role names cannot change"},
+        global_service=True,
+    )
 
     def normalize_desired(self, desired: Mapping[str, Any]) -> dict[str, Any]:
         result = dict(desired)
@@ -224,8 +232,7 @@ class IamRole(Provider):
             existing = self._read_one(iam, name)
             if existing is None or not carries_ownership(existing.tags, resource):
                 raise
-            return self.update(ctx, resource, desired, existing,
-                               ["AssumeRolePolicyDocument", "ManagedPolicyArns", "InlinePolicies", "tags"])
+            return converge(self, ctx, resource, desired, existing, ["tags", *_FIELDS[1:]])
         for arn in desired["ManagedPolicyArns"]:
             iam.attach_role_policy(RoleName=name, PolicyArn=arn)
         for policy, document in desired["InlinePolicies"].items():
@@ -258,9 +265,6 @@ class IamRole(Provider):
                     iam.put_role_policy(RoleName=name, PolicyName=policy, PolicyDocument=_policy_json(document))
             for policy in sorted(set(have_inline) - set(want_inline)):
                 iam.delete_role_policy(RoleName=name, PolicyName=policy)
-        if "tags" in changed:
-            # Adds and overwrites our keys; tags others put on the role stay.
-            iam.tag_role(RoleName=name, Tags=tag_list(resource.tags))
         found = self._read_one(iam, name)
         if found is None:
             raise NotFoundError(f"IAM role {name} disappeared while it was being updated")
@@ -284,10 +288,6 @@ class IamRole(Provider):
             _ignore_not_found(iam.remove_role_from_instance_profile, RoleName=name,
                               InstanceProfileName=profile["InstanceProfileName"])
         _ignore_not_found(iam.delete_role, RoleName=name)
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        _ignore_not_found(ctx.client("iam").untag_role, RoleName=observed.id, TagKeys=list(OWNERSHIP_TAGS))
-
 
 
 def _ignore_not_found(call: Any, **kwargs: Any) -> None:

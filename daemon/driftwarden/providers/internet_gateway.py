@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from driftwarden.engine.graph import Resource
-from driftwarden.providers.base import Context, Observed, register, tag_map
+from driftwarden.providers import tag_styles
+from driftwarden.providers.base import Context, Enumeration, Observed, TypeInfo, tag_map
 from driftwarden.providers.ec2 import (
     SERVICE,
     Ec2Provider,
     absent,
-    describe_managed,
-    first_or_absent,
-    put_tags,
     tag_specifications,
 )
 
@@ -33,35 +31,27 @@ _NOT_ATTACHED = ("Gateway.NotAttached", "InvalidVpcID.NotFound", *_NOT_FOUND)
 _ATTACHED_STATES = frozenset({"attached", "available", "attaching"})
 
 
-@register
 class InternetGatewayProvider(Ec2Provider):
-    type = "ec2.internet-gateway"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("ec2:DescribeInternetGateways",),
-        # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
-        "create": ("ec2:CreateInternetGateway", "ec2:CreateTags", "ec2:AttachInternetGateway"),
-        "update": ("ec2:DetachInternetGateway", "ec2:AttachInternetGateway", "ec2:CreateTags"),
-        "delete": ("ec2:DetachInternetGateway", "ec2:DeleteInternetGateway"),
-        "untag": ("ec2:DeleteTags",),
-    }
+    info = TypeInfo(
+        type="ec2.internet-gateway",
+        service=SERVICE,
+        enumeration=Enumeration("describe_internet_gateways", "InternetGateways", "InternetGatewayId",
+                                id_param="InternetGatewayIds"),
+        not_found=_NOT_FOUND,
+        tag_style=tag_styles.EC2,
+        create_order=40,
+        permissions={
+            "read": ("ec2:DescribeInternetGateways",),
+            # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
+            "create": ("ec2:CreateInternetGateway", "ec2:CreateTags", "ec2:AttachInternetGateway"),
+            "update": ("ec2:DetachInternetGateway", "ec2:AttachInternetGateway"),
+            "delete": ("ec2:DetachInternetGateway", "ec2:DeleteInternetGateway"),
+        },
+        managed_fields=("VpcId",),
+    )
 
-    def read(self, ctx: Context) -> list[Observed]:
-        return [
-            _observed(g)
-            for g in describe_managed(ctx, "describe_internet_gateways", "InternetGateways")
-        ]
-
-    def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        found = first_or_absent(
-            lambda: describe_managed(
-                ctx,
-                "describe_internet_gateways",
-                "InternetGateways",
-                InternetGatewayIds=[observed.id],
-            ),
-            _NOT_FOUND,
-        )
-        return _observed(found) if found else None
+    def from_aws(self, item: Mapping[str, Any]) -> Observed:
+        return _observed(item)
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         # CreateInternetGateway takes no client token; the key in the tags lets the next read find
@@ -86,7 +76,6 @@ class InternetGatewayProvider(Ec2Provider):
         changed: list[str],
     ) -> Observed:
         fields = dict(observed.fields)
-        tags = dict(observed.tags)
         if "VpcId" in changed:
             client = ctx.client(SERVICE)
             current = observed.fields.get("VpcId")
@@ -96,10 +85,7 @@ class InternetGatewayProvider(Ec2Provider):
                     client.detach_internet_gateway(InternetGatewayId=observed.id, VpcId=current)
             client.attach_internet_gateway(InternetGatewayId=observed.id, VpcId=desired["VpcId"])
             fields["VpcId"] = desired["VpcId"]
-        if "tags" in changed:
-            put_tags(ctx, observed.id, resource.tags)
-            tags.update(resource.tags)
-        return dataclasses.replace(observed, fields=fields, tags=tags)
+        return dataclasses.replace(observed, fields=fields)
 
     def delete(self, ctx: Context, observed: Observed) -> None:
         client = ctx.client(SERVICE)
@@ -117,7 +103,7 @@ class InternetGatewayProvider(Ec2Provider):
 def _observed(gateway: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Observed:
     attached = [a for a in gateway.get("Attachments", []) if a.get("State") in _ATTACHED_STATES]
     return Observed(
-        type=InternetGatewayProvider.type,
+        type=InternetGatewayProvider.info.type,
         id=gateway["InternetGatewayId"],
         fields={"VpcId": attached[0]["VpcId"] if attached else None},
         tags=dict(tags) if tags is not None else tag_map(gateway.get("Tags")),

@@ -13,60 +13,56 @@ gone) or touch routes through the gateway (the route table provider owns them).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from driftwarden.engine.graph import Resource
-from driftwarden.providers.base import Context, Observed, register, tag_map
+from driftwarden.providers import tag_styles
+from driftwarden.providers.base import Context, Enumeration, Observed, TypeInfo, tag_map
 from driftwarden.providers.ec2 import (
     GONE_STATES,
     SERVICE,
-    TagsOnlyEc2Provider,
+    Ec2Provider,
     absent,
     client_token,
-    describe_managed,
-    first_or_absent,
     status_of,
     tag_specifications,
 )
 
-_NOT_FOUND = ("NatGatewayNotFound", "InvalidNatGatewayID.NotFound")
 # Everything but "deleted": a deleted gateway stays listed for about an hour.
 _LIVE_STATES = ["pending", "available", "failed", "deleting"]
 # What a replayed client token can hand back: the earlier gateway made with it, now unusable.
 _STALE_STATES = frozenset({"failed", "deleting", *GONE_STATES})
 
 
-@register
-class NatGatewayProvider(TagsOnlyEc2Provider):
-    type = "ec2.nat-gateway"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("ec2:DescribeNatGateways",),
-        # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
-        "create": ("ec2:CreateNatGateway", "ec2:CreateTags"),
-        "update": ("ec2:CreateTags",),
-        "delete": ("ec2:DeleteNatGateway",),
-        "untag": ("ec2:DeleteTags",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {
-        "SubnetId": "a NAT gateway cannot move to another subnet",
-        "AllocationId": "a NAT gateway's Elastic IP cannot be swapped in place",
-    }
+class NatGatewayProvider(Ec2Provider):
+    info = TypeInfo(
+        type="ec2.nat-gateway",
+        service=SERVICE,
+        enumeration=Enumeration("describe_nat_gateways", "NatGateways", "NatGatewayId", id_param="NatGatewayIds"),
+        not_found=("NatGatewayNotFound", "InvalidNatGatewayID.NotFound"),
+        tag_style=tag_styles.EC2,
+        create_order=60,
+        permissions={
+            "read": ("ec2:DescribeNatGateways",),
+            # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
+            "create": ("ec2:CreateNatGateway", "ec2:CreateTags"),
+            "delete": ("ec2:DeleteNatGateway",),
+        },
+        managed_fields=("SubnetId", "AllocationId"),
+        immutable={
+            "SubnetId": "a NAT gateway cannot move to another subnet",
+            "AllocationId": "a NAT gateway's Elastic IP cannot be swapped in place",
+        },
+    )
+    listing_filters = ({"Name": "state", "Values": _LIVE_STATES},)
 
-    def read(self, ctx: Context) -> list[Observed]:
-        return self._read(ctx)
+    def describe(self, ctx: Context, **params: Any) -> list[dict[str, Any]]:
+        # Checked again here, like the tag filter: a server that drops the state filter must
+        # not make a deleted gateway look alive.
+        return [g for g in super().describe(ctx, **params) if g.get("State") not in GONE_STATES]
 
-    def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        return first_or_absent(lambda: self._read(ctx, NatGatewayIds=[observed.id]), _NOT_FOUND)
-
-    def _read(self, ctx: Context, **params: Any) -> list[Observed]:
-        gateways = describe_managed(
-            ctx,
-            "describe_nat_gateways",
-            "NatGateways",
-            filters=[{"Name": "state", "Values": _LIVE_STATES}],
-            **params,
-        )
-        return [_observed(g) for g in gateways if g.get("State") not in GONE_STATES]
+    def from_aws(self, item: Mapping[str, Any]) -> Observed:
+        return _observed(item)
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         # The token names the key and what the gateway is made of, so a retry of this very
@@ -95,7 +91,7 @@ class NatGatewayProvider(TagsOnlyEc2Provider):
 
     def delete(self, ctx: Context, observed: Observed) -> None:
         # Asynchronous: the gateway reads as "deleting" for a few minutes, then disappears.
-        with absent(*_NOT_FOUND):
+        with absent(*self.info.not_found):
             ctx.client(SERVICE).delete_nat_gateway(NatGatewayId=observed.id)
 
 
@@ -108,7 +104,7 @@ def _primary_allocation(gateway: Mapping[str, Any]) -> str | None:
 def _observed(gateway: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Observed:
     state = gateway.get("State", "")
     return Observed(
-        type=NatGatewayProvider.type,
+        type=NatGatewayProvider.info.type,
         id=gateway["NatGatewayId"],
         fields={"SubnetId": gateway["SubnetId"], "AllocationId": _primary_allocation(gateway)},
         tags=dict(tags) if tags is not None else tag_map(gateway.get("Tags")),

@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from driftwarden.engine.graph import Resource
 from driftwarden.errors import ProviderError
-from driftwarden.providers.base import Context, Observed, register, tag_map
+from driftwarden.providers import tag_styles
+from driftwarden.providers.base import Context, Enumeration, Observed, TypeInfo, tag_map
 from driftwarden.providers.ec2 import (
     SERVICE,
     Ec2Provider,
     absent,
     client_token,
-    describe_managed,
-    first_or_absent,
     is_absent,
-    put_tags,
     tag_specifications,
 )
 
@@ -58,39 +56,45 @@ _ROUTE_NOT_FOUND = ("InvalidRoute.NotFound",)
 _ASSOCIATION_NOT_FOUND = ("InvalidAssociationID.NotFound",)
 
 
-@register
 class RouteTableProvider(Ec2Provider):
-    type = "ec2.route-table"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("ec2:DescribeRouteTables",),
-        # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
-        "create": (
-            "ec2:CreateRouteTable",
-            "ec2:CreateTags",
-            "ec2:CreateRoute",
-            "ec2:ReplaceRoute",
-            "ec2:DeleteRoute",
-            "ec2:DescribeRouteTables",
-            "ec2:AssociateRouteTable",
-            "ec2:ReplaceRouteTableAssociation",
-            "ec2:DisassociateRouteTable",
-        ),
-        "update": (
-            "ec2:CreateRoute",
-            "ec2:ReplaceRoute",
-            "ec2:DeleteRoute",
-            "ec2:DescribeRouteTables",
-            "ec2:AssociateRouteTable",
-            "ec2:ReplaceRouteTableAssociation",
-            "ec2:DisassociateRouteTable",
-            "ec2:CreateTags",
-        ),
-        "delete": ("ec2:DescribeRouteTables", "ec2:DisassociateRouteTable", "ec2:DeleteRouteTable"),
-        "untag": ("ec2:DeleteTags",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {
-        "VpcId": "a route table cannot move to another VPC",
-    }
+    info = TypeInfo(
+        type="ec2.route-table",
+        service=SERVICE,
+        enumeration=Enumeration("describe_route_tables", "RouteTables", "RouteTableId", id_param="RouteTableIds"),
+        not_found=_NOT_FOUND,
+        tag_style=tag_styles.EC2,
+        create_order=70,
+        permissions={
+            "read": ("ec2:DescribeRouteTables",),
+            # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
+            "create": (
+                "ec2:CreateRouteTable",
+                "ec2:CreateTags",
+                "ec2:CreateRoute",
+                "ec2:ReplaceRoute",
+                "ec2:DeleteRoute",
+                "ec2:DescribeRouteTables",
+                "ec2:AssociateRouteTable",
+                "ec2:ReplaceRouteTableAssociation",
+                "ec2:DisassociateRouteTable",
+            ),
+            "update": (
+                "ec2:CreateRoute",
+                "ec2:ReplaceRoute",
+                "ec2:DeleteRoute",
+                "ec2:DescribeRouteTables",
+                "ec2:AssociateRouteTable",
+                "ec2:ReplaceRouteTableAssociation",
+                "ec2:DisassociateRouteTable",
+            ),
+            "delete": ("ec2:DescribeRouteTables", "ec2:DisassociateRouteTable", "ec2:DeleteRouteTable"),
+        },
+        managed_fields=("VpcId", "Routes", "SubnetIds"),
+        immutable={"VpcId": "a route table cannot move to another VPC"},
+    )
+
+    def from_aws(self, item: Mapping[str, Any]) -> Observed:
+        return _observed(item)
 
     def normalize_desired(self, desired: Mapping[str, Any]) -> dict[str, Any]:
         result = dict(desired)
@@ -98,18 +102,6 @@ class RouteTableProvider(Ec2Provider):
         # `str` as key: before apply an id may still be UNKNOWN, which sorts as its repr.
         result["SubnetIds"] = tuple(sorted(desired.get("SubnetIds", ()), key=str))
         return result
-
-    def read(self, ctx: Context) -> list[Observed]:
-        return [_observed(t) for t in describe_managed(ctx, "describe_route_tables", "RouteTables")]
-
-    def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        found = first_or_absent(
-            lambda: describe_managed(
-                ctx, "describe_route_tables", "RouteTables", RouteTableIds=[observed.id]
-            ),
-            _NOT_FOUND,
-        )
-        return _observed(found) if found else None
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         # The token makes a retried request (lost response, crash) return the first table; the
@@ -140,7 +132,6 @@ class RouteTableProvider(Ec2Provider):
         changed: list[str],
     ) -> Observed:
         fields = dict(observed.fields)
-        tags = dict(observed.tags)
         if "Routes" in changed:
             _sync_routes(ctx, observed.id, observed.fields.get("Routes", ()), desired["Routes"])
             fields["Routes"] = tuple(desired["Routes"])
@@ -151,10 +142,7 @@ class RouteTableProvider(Ec2Provider):
             current = _associations(table) if table is not None else {}
             _sync_subnets(ctx, observed.id, current, desired["SubnetIds"])
             fields["SubnetIds"] = tuple(desired["SubnetIds"])
-        if "tags" in changed:
-            put_tags(ctx, observed.id, resource.tags)
-            tags.update(resource.tags)
-        return dataclasses.replace(observed, fields=fields, tags=tags)
+        return dataclasses.replace(observed, fields=fields)
 
     def delete(self, ctx: Context, observed: Observed) -> None:
         table = _describe_one(ctx, observed.id)
@@ -271,7 +259,7 @@ def _observed(
     fields: Mapping[str, Any] | None = None,
 ) -> Observed:
     return Observed(
-        type=RouteTableProvider.type,
+        type=RouteTableProvider.info.type,
         id=table["RouteTableId"],
         fields=dict(fields)
         if fields is not None

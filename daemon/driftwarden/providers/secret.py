@@ -21,25 +21,26 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
 from driftwarden.errors import DriftwardenError, NotFoundError, ProviderError
-
-# The one definition of the document and its hash, so the hash written here is the one the
-# plan computes.
+from driftwarden.providers import tag_styles
 from driftwarden.providers.aws import paginate
 from driftwarden.providers.base import (
     Context,
+    Enumeration,
     Observed,
     Provider,
+    TypeInfo,
     carries_ownership,
-    register,
     tag_list,
     tag_map,
 )
 
 
+# The one definition of the document and its hash, so the hash written here is the one the
+# plan computes.
 def secret_payload(values: Mapping[str, str]) -> tuple[str, str]:
     """The secret's JSON document and its content hash (what the target's tag records)."""
     document = json.dumps(dict(sorted(values.items())), separators=(",", ":"))
@@ -100,28 +101,33 @@ _WRITE_CONTENT = (
 )
 
 
-@register
 class SecretsManagerSecret(Provider):
-    type = "secretsmanager.secret"
-    service = "secretsmanager"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        # DescribeSecret is `refresh` (one secret, while waiting on it).
-        "read": ("secretsmanager:ListSecrets", *_READ_ONE),
-        # TagResource is what AWS checks for the Tags of CreateSecret. Restore and the writes
-        # serve a create that finds the name taken by our own secret (pending deletion, or
-        # left by an interrupted create).
-        "create": (
-            "secretsmanager:CreateSecret",
-            "secretsmanager:RestoreSecret",
-            "secretsmanager:UpdateSecret",
-            *_WRITE_CONTENT,
-            *_READ_ONE,
-        ),
-        "update": ("secretsmanager:UpdateSecret", *_WRITE_CONTENT, *_READ_ONE),
-        "delete": ("secretsmanager:DescribeSecret", "secretsmanager:DeleteSecret"),
-        "untag": ("secretsmanager:UntagResource",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {"Name": "secret names cannot change"}
+    info = TypeInfo(
+        type="secretsmanager.secret",
+        service="secretsmanager",
+        enumeration=Enumeration("list_secrets", "SecretList", "Name"),
+        not_found=("ResourceNotFoundException",),
+        tag_style=tag_styles.SECRETS_MANAGER,
+        create_order=130,
+        permissions={
+            # DescribeSecret is `refresh` (one secret, while waiting on it).
+            "read": ("secretsmanager:ListSecrets", *_READ_ONE),
+            # TagResource is what AWS checks for the Tags of CreateSecret. Restore and the writes
+            # serve a create that finds the name taken by our own secret (pending deletion, or
+            # left by an interrupted create).
+            "create": (
+                "secretsmanager:CreateSecret",
+                "secretsmanager:RestoreSecret",
+                "secretsmanager:UpdateSecret",
+                *_WRITE_CONTENT,
+                *_READ_ONE,
+            ),
+            "update": ("secretsmanager:UpdateSecret", *_WRITE_CONTENT, *_READ_ONE),
+            "delete": ("secretsmanager:DescribeSecret", "secretsmanager:DeleteSecret"),
+        },
+        managed_fields=("Name", "Description", "Keys", "ContentHash"),
+        immutable={"Name": "secret names cannot change"},
+    )
 
     def normalize_desired(self, desired: Mapping[str, Any]) -> dict[str, Any]:
         result = dict(desired)
@@ -219,9 +225,6 @@ class SecretsManagerSecret(Provider):
             content_tags = {TAG_CONTENT_HASH: digest, **keys_tags(keys)}
             sm.tag_resource(SecretId=arn, Tags=tag_list(content_tags))
             self._drop_stale_keys_tags(sm, arn, observed.tags, content_tags)
-        if "tags" in changed:
-            # Adds and overwrites our keys; tags others put on the secret stay.
-            sm.tag_resource(SecretId=arn, Tags=tag_list(resource.tags))
         return self._described(sm, arn)
 
     def _put_value(self, sm: Any, arn: str, key: str, document: str, digest: str) -> None:
@@ -258,13 +261,9 @@ class SecretsManagerSecret(Provider):
         except NotFoundError:
             return
 
-    def untag(self, ctx: Context, observed: Observed) -> None:
+    def release_tag_keys(self, observed: Observed) -> list[str]:
         # Our bookkeeping goes with our ownership: once released, the secret may change without us.
-        keys = [*OWNERSHIP_TAGS, TAG_CONTENT_HASH, *(name for name in observed.tags if _is_keys_tag(name))]
-        try:
-            ctx.client("secretsmanager").untag_resource(SecretId=_secret_id(observed), TagKeys=keys)
-        except NotFoundError:
-            return
+        return [*OWNERSHIP_TAGS, TAG_CONTENT_HASH, *(name for name in observed.tags if _is_keys_tag(name))]
 
 
 def _secret_id(observed: Observed) -> str:

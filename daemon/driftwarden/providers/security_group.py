@@ -17,69 +17,56 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from driftwarden.engine.graph import TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER, Resource
 from driftwarden.errors import ProviderError
-from driftwarden.providers.base import Context, Observed, register, tag_map
+from driftwarden.providers import tag_styles
+from driftwarden.providers.base import Context, Enumeration, Observed, TypeInfo, tag_map
 from driftwarden.providers.ec2 import (
     SERVICE,
     Ec2Provider,
     absent,
-    describe_managed,
-    first_or_absent,
-    put_tags,
     tag_specifications,
 )
 
-_NOT_FOUND = ("InvalidGroup.NotFound", "InvalidGroupId.NotFound")
 # "The rule is already there" / "the rule is already gone": the state we wanted.
 _RULE_EXISTS = ("InvalidPermission.Duplicate",)
 _RULE_ABSENT = ("InvalidPermission.NotFound",)
 _ALL_TRAFFIC = "-1"
 
 
-@register
 class SecurityGroupProvider(Ec2Provider):
-    type = "ec2.security-group"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("ec2:DescribeSecurityGroups",),
-        # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well;
-        # DescribeSecurityGroups finds the group a crashed attempt made (InvalidGroup.Duplicate).
-        "create": (
-            "ec2:CreateSecurityGroup",
-            "ec2:CreateTags",
-            "ec2:AuthorizeSecurityGroupIngress",
-            "ec2:DescribeSecurityGroups",
-        ),
-        "update": (
-            "ec2:AuthorizeSecurityGroupIngress",
-            "ec2:RevokeSecurityGroupIngress",
-            "ec2:CreateTags",
-        ),
-        "delete": ("ec2:DeleteSecurityGroup",),
-        "untag": ("ec2:DeleteTags",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {
-        "VpcId": "a security group cannot move to another VPC",
-        "GroupName": "a security group cannot be renamed",
-        "Description": "AWS cannot change a security group's description",
-    }
-
-    def read(self, ctx: Context) -> list[Observed]:
-        return [
-            _observed(g)
-            for g in describe_managed(ctx, "describe_security_groups", "SecurityGroups")
-        ]
-
-    def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        found = first_or_absent(
-            lambda: describe_managed(
-                ctx, "describe_security_groups", "SecurityGroups", GroupIds=[observed.id]
+    info = TypeInfo(
+        type="ec2.security-group",
+        service=SERVICE,
+        enumeration=Enumeration("describe_security_groups", "SecurityGroups", "GroupId", id_param="GroupIds"),
+        not_found=("InvalidGroup.NotFound", "InvalidGroupId.NotFound"),
+        tag_style=tag_styles.EC2,
+        create_order=80,
+        permissions={
+            "read": ("ec2:DescribeSecurityGroups",),
+            # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well;
+            # DescribeSecurityGroups finds the group a crashed attempt made (InvalidGroup.Duplicate).
+            "create": (
+                "ec2:CreateSecurityGroup",
+                "ec2:CreateTags",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:DescribeSecurityGroups",
             ),
-            _NOT_FOUND,
-        )
-        return _observed(found) if found else None
+            "update": ("ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"),
+            "delete": ("ec2:DeleteSecurityGroup",),
+        },
+        managed_fields=("VpcId", "GroupName", "Description", "IngressSelf"),
+        immutable={
+            "VpcId": "a security group cannot move to another VPC",
+            "GroupName": "a security group cannot be renamed",
+            "Description": "AWS cannot change a security group's description",
+        },
+    )
+
+    def from_aws(self, item: Mapping[str, Any]) -> Observed:
+        return _observed(item)
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         client = ctx.client(SERVICE)
@@ -120,7 +107,6 @@ class SecurityGroupProvider(Ec2Provider):
         changed: list[str],
     ) -> Observed:
         fields = dict(observed.fields)
-        tags = dict(observed.tags)
         if "IngressSelf" in changed:
             if desired["IngressSelf"]:
                 _allow_self(ctx, observed.id)
@@ -130,15 +116,12 @@ class SecurityGroupProvider(Ec2Provider):
                         GroupId=observed.id, IpPermissions=_self_rule(observed.id)
                     )
             fields["IngressSelf"] = bool(desired["IngressSelf"])
-        if "tags" in changed:
-            put_tags(ctx, observed.id, resource.tags)
-            tags.update(resource.tags)
-        return dataclasses.replace(observed, fields=fields, tags=tags)
+        return dataclasses.replace(observed, fields=fields)
 
     def delete(self, ctx: Context, observed: Observed) -> None:
         # Network interfaces still in the group (EKS, RDS) make AWS refuse; those are deleted
         # first by the engine, and a refusal goes through to be retried on a later run.
-        with absent(*_NOT_FOUND):
+        with absent(*self.info.not_found):
             ctx.client(SERVICE).delete_security_group(GroupId=observed.id)
 
 
@@ -183,7 +166,7 @@ def _allows_self(group: Mapping[str, Any]) -> bool:
 
 def _observed(group: Mapping[str, Any]) -> Observed:
     return Observed(
-        type=SecurityGroupProvider.type,
+        type=SecurityGroupProvider.info.type,
         id=group["GroupId"],
         fields={
             "VpcId": group.get("VpcId"),

@@ -18,18 +18,19 @@ What it must not do: write SecureString parameters or put secret values in one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
-from driftwarden.engine.graph import OWNERSHIP_TAGS, TAG_MANAGED_BY, Resource
+from driftwarden.engine.graph import TAG_MANAGED_BY, Resource
 from driftwarden.errors import NotFoundError, ProviderError
-from driftwarden.providers import tagging
+from driftwarden.providers import tag_styles, tagging
 from driftwarden.providers.aws import paginate
 from driftwarden.providers.base import (
     Context,
+    Enumeration,
     Observed,
     Provider,
+    TypeInfo,
     carries_ownership,
-    register,
     tag_list,
     tag_map,
 )
@@ -42,20 +43,25 @@ _GONE_CODES = frozenset({"InvalidResourceId", "ParameterNotFound"})
 _READ = ("ssm:DescribeParameters", "ssm:GetParameters", "ssm:ListTagsForResource", tagging.PERMISSION)
 
 
-@register
 class SsmParameter(Provider):
-    type = "ssm.parameter"
-    service = "ssm"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": _READ,
-        # AddTagsToResource is what AWS checks for the Tags of PutParameter, and is called when
-        # a create finds the parameter already there from an interrupted create of ours.
-        "create": ("ssm:PutParameter", "ssm:AddTagsToResource", *_READ),
-        "update": ("ssm:PutParameter", "ssm:AddTagsToResource", *_READ),
-        "delete": ("ssm:DeleteParameter",),
-        "untag": ("ssm:RemoveTagsFromResource",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {"Name": "SSM parameter names cannot change"}
+    info = TypeInfo(
+        type="ssm.parameter",
+        service="ssm",
+        enumeration=Enumeration("describe_parameters", "Parameters", "Name"),
+        not_found=tuple(sorted(_GONE_CODES)),
+        tag_style=tag_styles.SSM_PARAMETER,
+        create_order=140,
+        permissions={
+            "read": _READ,
+            # AddTagsToResource is what AWS checks for the Tags of PutParameter, and is called when
+            # a create finds the parameter already there from an interrupted create of ours.
+            "create": ("ssm:PutParameter", "ssm:AddTagsToResource", *_READ),
+            "update": ("ssm:PutParameter", *_READ),
+            "delete": ("ssm:DeleteParameter",),
+        },
+        managed_fields=("Name", "Type", "Tier", "Value"),
+        immutable={"Name": "SSM parameter names cannot change"},
+    )
 
     def check_update(self, desired: Mapping[str, Any], observed: Observed) -> str | None:
         if observed.fields.get("Tier") == "Advanced" and desired.get("Tier") == "Standard":
@@ -153,7 +159,7 @@ class SsmParameter(Provider):
             if not carries_ownership(tags, resource):
                 raise
             self._put(ssm, desired)
-            ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=name, Tags=tag_list(resource.tags))
+            self.info.tag_style.put(ctx, Observed(self.type, name, {}, tags), resource.tags)
         return self._read_back(ssm, name, ctx.instance)
 
     def update(
@@ -162,10 +168,8 @@ class SsmParameter(Provider):
         ssm = ctx.client("ssm")
         name = observed.id
         if {"Value", "Type", "Tier"} & set(changed):
+            # PutParameter with Overwrite cannot carry tags: those are `converge`'s, separately.
             self._put(ssm, desired)
-        if "tags" in changed:
-            # PutParameter with Overwrite cannot carry tags; adds and overwrites our keys only.
-            ssm.add_tags_to_resource(ResourceType="Parameter", ResourceId=name, Tags=tag_list(resource.tags))
         return self._read_back(ssm, name, ctx.instance)
 
     def _put(self, ssm: Any, desired: Mapping[str, Any]) -> None:
@@ -178,14 +182,3 @@ class SsmParameter(Provider):
             ctx.client("ssm").delete_parameter(Name=observed.id)
         except NotFoundError:
             return
-
-    def untag(self, ctx: Context, observed: Observed) -> None:
-        try:
-            ctx.client("ssm").remove_tags_from_resource(
-                ResourceType="Parameter", ResourceId=observed.id, TagKeys=list(OWNERSHIP_TAGS)
-            )
-        except ProviderError as exc:
-            if isinstance(exc, NotFoundError) or exc.code in _GONE_CODES:
-                return
-            raise
-

@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from driftwarden.engine.graph import Resource
-from driftwarden.providers.base import Context, Observed, register, tag_map
+from driftwarden.providers import tag_styles
+from driftwarden.providers.base import Context, Enumeration, Observed, TypeInfo, tag_map
 from driftwarden.providers.ec2 import (
     SERVICE,
     Ec2Provider,
     absent,
-    describe_managed,
-    first_or_absent,
-    put_tags,
-    remove_tags,
     status_of,
     tag_specifications,
 )
@@ -37,36 +34,42 @@ from driftwarden.providers.ec2 import (
 ROLE_TAGS = ("kubernetes.io/role/elb", "kubernetes.io/role/internal-elb")
 # The AWS load balancer controller accepts "1" or an empty value.
 _ROLE_TAG_ON = "1"
-_NOT_FOUND = ("InvalidSubnetID.NotFound",)
 
 
 # Released subnets keep their role tag: load balancers of whoever keeps the subnet still rely on it.
-@register
 class SubnetProvider(Ec2Provider):
-    type = "ec2.subnet"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("ec2:DescribeSubnets",),
-        # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
-        "create": ("ec2:CreateSubnet", "ec2:CreateTags", "ec2:ModifySubnetAttribute"),
-        "update": ("ec2:ModifySubnetAttribute", "ec2:CreateTags", "ec2:DeleteTags"),
-        "delete": ("ec2:DeleteSubnet",),
-        "untag": ("ec2:DeleteTags",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {
-        "CidrBlock": "a subnet's address range cannot change; it is carved from vpcSubnetRange, which is immutable",
-        "AvailabilityZone": "a subnet cannot move to another availability zone",
-        "VpcId": "a subnet cannot move to another VPC",
-    }
+    info = TypeInfo(
+        type="ec2.subnet",
+        service=SERVICE,
+        enumeration=Enumeration("describe_subnets", "Subnets", "SubnetId", id_param="SubnetIds"),
+        not_found=("InvalidSubnetID.NotFound",),
+        tag_style=tag_styles.EC2,
+        create_order=30,
+        permissions={
+            "read": ("ec2:DescribeSubnets",),
+            # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
+            "create": ("ec2:CreateSubnet", "ec2:CreateTags", "ec2:ModifySubnetAttribute"),
+            # The role tag is a managed field written with the EC2 tag calls.
+            "update": ("ec2:ModifySubnetAttribute", "ec2:CreateTags", "ec2:DeleteTags"),
+            "delete": ("ec2:DeleteSubnet",),
+        },
+        managed_fields=("VpcId", "CidrBlock", "AvailabilityZone", "MapPublicIpOnLaunch", "RoleTag"),
+        tag_fields=("RoleTag",),
+        immutable={
+            "CidrBlock": "a subnet's address range cannot change; it is carved from vpcSubnetRange, which is immutable",
+            "AvailabilityZone": "a subnet cannot move to another availability zone",
+            "VpcId": "a subnet cannot move to another VPC",
+        },
+    )
 
-    def read(self, ctx: Context) -> list[Observed]:
-        return [_observed(s) for s in describe_managed(ctx, "describe_subnets", "Subnets")]
+    def from_aws(self, item: Mapping[str, Any]) -> Observed:
+        return _observed(item)
 
-    def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        found = first_or_absent(
-            lambda: describe_managed(ctx, "describe_subnets", "Subnets", SubnetIds=[observed.id]),
-            _NOT_FOUND,
-        )
-        return _observed(found) if found else None
+    def tags_to_write(self, resource: Resource, desired: Mapping[str, Any]) -> Mapping[str, str]:
+        # The role tag (the field `RoleTag`) rides along with the ownership tags: one CreateTags
+        # call repairs either or both.
+        role = desired.get("RoleTag")
+        return {**resource.tags, role: _ROLE_TAG_ON} if role else resource.tags
 
     def create(self, ctx: Context, resource: Resource, desired: Mapping[str, Any]) -> Observed:
         # CreateSubnet takes no client token; the key in the tags lets the next read find a
@@ -100,25 +103,19 @@ class SubnetProvider(Ec2Provider):
         if "MapPublicIpOnLaunch" in changed:
             _map_public_ip(ctx, observed.id, bool(desired["MapPublicIpOnLaunch"]))
             fields["MapPublicIpOnLaunch"] = bool(desired["MapPublicIpOnLaunch"])
-        to_put: dict[str, str] = {}
-        if "tags" in changed:
-            to_put.update(resource.tags)
         if "RoleTag" in changed:
             want = desired.get("RoleTag")
             # A subnet has one role: drop the other role's tag, e.g. after a manual mix-up.
             wrong = [t for t in ROLE_TAGS if t != want and t in tags]
-            remove_tags(ctx, observed.id, wrong)
+            self.info.tag_style.remove(ctx, observed, wrong)
             for key in wrong:
                 tags.pop(key)
-            if want:
-                to_put[want] = _ROLE_TAG_ON
+            # The wanted role tag is written by `converge` with the ownership tags (`tag_fields`).
             fields["RoleTag"] = want
-        put_tags(ctx, observed.id, to_put)
-        tags.update(to_put)
         return dataclasses.replace(observed, fields=fields, tags=tags)
 
     def delete(self, ctx: Context, observed: Observed) -> None:
-        with absent(*_NOT_FOUND):
+        with absent(*self.info.not_found):
             ctx.client(SERVICE).delete_subnet(SubnetId=observed.id)
 
 
@@ -140,7 +137,7 @@ def _observed(subnet: Mapping[str, Any], tags: Mapping[str, str] | None = None) 
     tags = dict(tags) if tags is not None else tag_map(subnet.get("Tags"))
     state = subnet.get("State", "")
     return Observed(
-        type=SubnetProvider.type,
+        type=SubnetProvider.info.type,
         id=subnet["SubnetId"],
         fields={
             "VpcId": subnet["VpcId"],

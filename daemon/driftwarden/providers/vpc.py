@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from driftwarden.engine.graph import Resource
 from driftwarden.errors import ProviderError
-from driftwarden.providers.base import Context, Observed, register, tag_map
+from driftwarden.providers import tag_styles
+from driftwarden.providers.base import Context, Enumeration, Observed, TypeInfo, tag_map
 from driftwarden.providers.ec2 import (
     SERVICE,
     Ec2Provider,
     absent,
-    describe_managed,
     first_or_absent,
-    is_absent,
-    put_tags,
     status_of,
     tag_specifications,
 )
@@ -37,34 +35,37 @@ _ATTRIBUTES = {"EnableDnsSupport": "enableDnsSupport", "EnableDnsHostnames": "en
 # What a new VPC starts with (EC2 user guide, "DNS attributes for your VPC"): setting only what
 # differs saves calls; were AWS to change a default, the next read shows drift and heals it.
 _AWS_DEFAULTS = {"EnableDnsSupport": True, "EnableDnsHostnames": False}
-_NOT_FOUND = ("InvalidVpcID.NotFound",)
 
 
-@register
 class VpcProvider(Ec2Provider):
-    type = "ec2.vpc"
-    permissions: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        "read": ("ec2:DescribeVpcs", "ec2:DescribeVpcAttribute"),
-        # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
-        "create": ("ec2:CreateVpc", "ec2:CreateTags", "ec2:ModifyVpcAttribute"),
-        "update": ("ec2:ModifyVpcAttribute", "ec2:CreateTags"),
-        "delete": ("ec2:DeleteVpc",),
-        "untag": ("ec2:DeleteTags",),
-    }
-    immutable: ClassVar[Mapping[str, str]] = {
-        "CidrBlock": "a VPC's address range cannot change; create a new cluster",
-    }
+    info = TypeInfo(
+        type="ec2.vpc",
+        service=SERVICE,
+        enumeration=Enumeration("describe_vpcs", "Vpcs", "VpcId", id_param="VpcIds"),
+        not_found=("InvalidVpcID.NotFound",),
+        tag_style=tag_styles.EC2,
+        create_order=20,
+        permissions={
+            "read": ("ec2:DescribeVpcs", "ec2:DescribeVpcAttribute"),
+            # Tagging at creation (TagSpecifications) is authorised as ec2:CreateTags as well.
+            "create": ("ec2:CreateVpc", "ec2:CreateTags", "ec2:ModifyVpcAttribute"),
+            "update": ("ec2:ModifyVpcAttribute",),
+            "delete": ("ec2:DeleteVpc",),
+        },
+        managed_fields=("CidrBlock", "EnableDnsSupport", "EnableDnsHostnames"),
+        immutable={"CidrBlock": "a VPC's address range cannot change; create a new cluster"},
+    )
 
     def read(self, ctx: Context) -> list[Observed]:
         return self._read(ctx)
 
     def refresh(self, ctx: Context, observed: Observed) -> Observed | None:
-        return first_or_absent(lambda: self._read(ctx, VpcIds=[observed.id]), _NOT_FOUND)
+        return first_or_absent(lambda: self._read(ctx, VpcIds=[observed.id]), self.info.not_found)
 
     def _read(self, ctx: Context, **params: Any) -> list[Observed]:
         client = ctx.client(SERVICE)
         result = []
-        for vpc in describe_managed(ctx, "describe_vpcs", "Vpcs", **params):
+        for vpc in self.describe(ctx, **params):
             vpc_id = vpc["VpcId"]
             try:
                 # AWS has no batch read of VPC attributes: DescribeVpcAttribute takes one VPC and
@@ -78,7 +79,7 @@ class VpcProvider(Ec2Provider):
                     for name, attribute in _ATTRIBUTES.items()
                 }
             except ProviderError as exc:
-                if is_absent(exc, _NOT_FOUND):
+                if self.is_absent(exc):
                     continue  # deleted between the listing and the attribute read
                 raise
             result.append(_observed(vpc, dns))
@@ -110,18 +111,14 @@ class VpcProvider(Ec2Provider):
         changed: list[str],
     ) -> Observed:
         fields = dict(observed.fields)
-        tags = dict(observed.tags)
         for name in _ATTRIBUTES:
             if name in changed:
                 _modify(ctx, observed.id, name, bool(desired[name]))
                 fields[name] = bool(desired[name])
-        if "tags" in changed:
-            put_tags(ctx, observed.id, resource.tags)
-            tags.update(resource.tags)
-        return dataclasses.replace(observed, fields=fields, tags=tags)
+        return dataclasses.replace(observed, fields=fields)
 
     def delete(self, ctx: Context, observed: Observed) -> None:
-        with absent(*_NOT_FOUND):
+        with absent(*self.info.not_found):
             ctx.client(SERVICE).delete_vpc(VpcId=observed.id)
 
 
@@ -134,7 +131,7 @@ def _observed(
 ) -> Observed:
     state = vpc.get("State", "")
     return Observed(
-        type=VpcProvider.type,
+        type=VpcProvider.info.type,
         id=vpc["VpcId"],
         fields={"CidrBlock": vpc["CidrBlock"], **dns},
         tags=dict(tags) if tags is not None else tag_map(vpc.get("Tags")),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -31,9 +32,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from driftwarden import __version__
-from driftwarden.engine.reconcile import SecretResolver
 from driftwarden.errors import DriftwardenError
 from driftwarden.providers.aws import AwsSessions
+from driftwarden.providers.base import Provider
+from driftwarden.providers.secret_sources import SecretResolver
 from driftwarden.runtime.clock import Clock
 from driftwarden.runtime.document import status_document
 from driftwarden.runtime.fetcher import Fetcher
@@ -61,6 +63,7 @@ class Daemon:
         settings: DaemonSettings,
         *,
         resolve_secret: SecretResolver,
+        providers: Mapping[str, Provider],
         log: EventLog | None = None,
         clock: Clock = time.time,
         version: str = __version__,
@@ -85,7 +88,8 @@ class Daemon:
         self._revisions = Revisions()
         self.fetcher = Fetcher(source, self._revisions, self._state, metrics=metrics, log=self.log, clock=clock)
         self.passes = PassRunner(sessions, self._revisions, self._state, metrics=metrics, settings=settings,
-                                 resolve_secret=resolve_secret, log=self.log, clock=clock, stopping=self._stopping)
+                                 resolve_secret=resolve_secret, providers=providers, log=self.log, clock=clock,
+                                 stopping=self._stopping)
         # Written under self._state: readiness, and the trigger of the next SYNC and webhooks
         # that came while one ran.
         self._ready = False

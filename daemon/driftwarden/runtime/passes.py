@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from driftwarden.engine.reconcile import (
     PassResult,
     ReconcileSettings,
-    SecretResolver,
     apply_once,
     plan_once,
 )
 from driftwarden.providers.aws import AwsSessions
+from driftwarden.providers.base import Provider
+from driftwarden.providers.secret_sources import SecretResolver
 from driftwarden.runtime.backoff import PlaceBackoff
 from driftwarden.runtime.clock import Clock, iso
 from driftwarden.runtime.events import PassEvents
@@ -40,14 +41,15 @@ class PassRunner:
     """Runs passes of the revision in force; `lock` guards `revisions` and the state kept here."""
 
     def __init__(self, sessions: AwsSessions, revisions: Revisions, lock: threading.RLock, *, metrics: Metrics,
-                 settings: DaemonSettings, resolve_secret: SecretResolver, log: EventLog, clock: Clock,
-                 stopping: threading.Event) -> None:
+                 settings: DaemonSettings, resolve_secret: SecretResolver, providers: Mapping[str, Provider],
+                 log: EventLog, clock: Clock, stopping: threading.Event) -> None:
         self.sessions = sessions
         self.revisions = revisions
         self.lock = lock
         self.metrics = metrics
         self.settings = settings
         self.resolve_secret = resolve_secret
+        self.providers = providers
         self.log = log
         self.clock = clock
         self.stopping = stopping
@@ -106,11 +108,12 @@ class PassRunner:
             try:
                 if window.open:
                     result = apply_once(validation, self.sessions, revision=in_force.revision, settings=settings,
-                                        resolve_secret=self.resolve_secret, progress=self._progress,
+                                        resolve_secret=self.resolve_secret, providers=self.providers,
+                                        progress=self._progress,
                                         cancelled=self.stopping.is_set)
                 else:
                     result = plan_once(validation, self.sessions, revision=in_force.revision, settings=settings,
-                                       resolve_secret=self.resolve_secret)
+                                       resolve_secret=self.resolve_secret, providers=self.providers)
             except Exception as exc:
                 crashed = f"{type(exc).__name__}: {exc}"
                 self.log.error("reconcile.crashed", trigger=trigger, revision=in_force.revision, exc_info=True)

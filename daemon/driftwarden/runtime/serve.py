@@ -120,17 +120,23 @@ def main(
     `alongside_sandbox` (with `sandbox`): a context entered once the sandbox is up and left
     after the daemon stops, before the sandbox does (the sandbox's drift injector).
     """
-    from driftwarden.engine.reconcile import control_secret_resolver, sandbox_secret_resolver
+    from driftwarden.providers.registry import default_providers
+    from driftwarden.providers.secret_sources import (
+        control_secret_resolver,
+        sandbox_secret_resolver,
+    )
 
     metrics = Metrics(version=__version__)
     if sandbox:
         with sandbox_sessions(metrics, source, session_factory, out) as sessions:
-            daemon = Daemon(source, sessions, metrics, settings, resolve_secret=sandbox_secret_resolver())
+            daemon = Daemon(source, sessions, metrics, settings, resolve_secret=sandbox_secret_resolver(),
+                            providers=default_providers())
             with alongside_sandbox() if alongside_sandbox else contextlib.nullcontext():
                 return serve(daemon, on_started=sandbox_hint(out))
     with AwsSessions(session_factory, observer=metrics) as sessions:
         region = session_factory().region_name or "us-east-1"
-        daemon = Daemon(source, sessions, metrics, settings, resolve_secret=control_secret_resolver(sessions, region))
+        daemon = Daemon(source, sessions, metrics, settings, resolve_secret=control_secret_resolver(sessions, region),
+                        providers=default_providers())
         return serve(daemon)
 
 

@@ -51,11 +51,15 @@ from driftwarden.providers.aws import (
     paginate,
 )
 from driftwarden.providers.base import tag_map
-from driftwarden.providers.route_table import MANAGED_DESTINATIONS
-from driftwarden.providers.subnet import ROLE_TAGS
 from driftwarden.runtime.logs import EventLog
 
 Place = tuple[str, str]  # (account id, region)
+
+# The load-balancer role tags of EKS subnets and the default route: what the AWS load balancer
+# controller and the VPC route tables use, as a person editing them by hand knows them. Our own
+# words, not the providers': the injector plays someone outside driftwarden.
+ROLE_TAGS: Final = ("kubernetes.io/role/elb", "kubernetes.io/role/internal-elb")
+DEFAULT_ROUTES: Final = frozenset({"0.0.0.0/0"})
 
 # What someone with console access in a member account of an organisation assumes.
 OPERATOR_ROLE: Final = "OrganizationAccountAccessRole"
@@ -210,7 +214,7 @@ def _find_default_routes(clients: Clients, instance: str) -> list[_Target]:
     found = []
     for table in _ec2_managed(clients, "describe_route_tables", "RouteTables", instance):
         routes = [r["DestinationCidrBlock"] for r in table.get("Routes", [])
-                  if r.get("DestinationCidrBlock") in MANAGED_DESTINATIONS]
+                  if r.get("DestinationCidrBlock") in DEFAULT_ROUTES]
         if routes:
             found.append(_Target(table["RouteTableId"], tag_map(table.get("Tags")), {"destination": sorted(routes)[0]}))
     return found

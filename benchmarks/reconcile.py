@@ -106,14 +106,9 @@ from driftwarden.engine.reconcile import (
     plan_once,
 )
 from driftwarden.manifests.validation import ValidationResult, validate_paths
-from driftwarden.providers.aws import (
-    AccountRef,
-    AwsSessions,
-    CountingObserver,
-    client_config,
-    is_mutating,
-)
+from driftwarden.providers.aws import AwsSessions, client_config
 from driftwarden.providers.base import Provider
+from driftwarden.providers.calls import AccountRef, CountingObserver, is_mutating
 from driftwarden.providers.registry import default_providers
 from driftwarden.providers.secret_sources import sandbox_secret_resolver
 from driftwarden.sandbox.server import SANDBOX_ACCESS_KEY_ID, SANDBOX_SECRET_ACCESS_KEY, Sandbox

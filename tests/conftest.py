@@ -35,7 +35,8 @@ import pytest
 from botocore.config import Config
 from botocore.loaders import Loader
 
-from driftwarden.providers.aws import ApiCallObserver, AwsSessions, client_config
+from driftwarden.providers.aws import AwsSessions, client_config
+from driftwarden.providers.calls import ApiCallObserver
 from driftwarden.sandbox.server import Sandbox, reset_moto
 from faultproxy import FaultProxy
 

@@ -27,13 +27,9 @@ from driftwarden.errors import (
     ProviderError,
     TransientProviderError,
 )
-from driftwarden.providers.aws import (
-    AccountRef,
-    CountingObserver,
-    is_mutating,
-    map_error,
-    paginate,
-)
+from driftwarden.providers.aws import paginate
+from driftwarden.providers.aws_errors import map_error
+from driftwarden.providers.calls import AccountRef, CountingObserver, is_mutating
 from driftwarden.sandbox import moto_internals
 from driftwarden.sandbox.server import CLEARED_VARIABLES, Sandbox
 from faultproxy import (

@@ -18,7 +18,7 @@ from driftwarden.engine.reconcile import (
     plan_once,
 )
 from driftwarden.manifests.validation import validate_paths
-from driftwarden.providers.aws import CountingObserver, iam_action
+from driftwarden.providers.calls import CountingObserver, iam_action
 from driftwarden.providers.registry import default_providers
 from driftwarden.providers.secret_sources import sandbox_secret_resolver
 from driftwarden.sandbox.server import seed_existing

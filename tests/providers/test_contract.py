@@ -32,8 +32,8 @@ from driftwarden.engine.graph import TAG_MANAGED_BY, Resource, build_graph
 from driftwarden.engine.observe import context_for
 from driftwarden.engine.plan import make_plan
 from driftwarden.manifests.validation import validate_documents
-from driftwarden.providers.aws import CountingObserver, iam_action
 from driftwarden.providers.base import Provider
+from driftwarden.providers.calls import CountingObserver, iam_action
 from driftwarden.providers.registry import default_providers
 from driftwarden.providers.secret import secret_payload
 from driftwarden.providers.secret_sources import sandbox_secret_resolver

@@ -28,8 +28,8 @@ from test_db_subnet_group import (
 from driftwarden.engine.graph import OWNERSHIP_TAGS
 from driftwarden.engine.plan import diff_fields, make_plan
 from driftwarden.errors import PermanentProviderError
-from driftwarden.providers.aws import iam_action
 from driftwarden.providers.base import converge
+from driftwarden.providers.calls import iam_action
 from driftwarden.providers.db_instance import (
     DEFAULT_APPLY_IMMEDIATELY,
     RunningVersion,

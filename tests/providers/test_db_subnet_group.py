@@ -21,7 +21,7 @@ from driftwarden.engine.observe import context_for
 from driftwarden.engine.plan import diff_fields, make_plan
 from driftwarden.errors import PermanentProviderError
 from driftwarden.manifests.validation import validate_documents
-from driftwarden.providers.aws import CountingObserver
+from driftwarden.providers.calls import CountingObserver
 from driftwarden.providers.registry import default_providers
 from provider_world import ProviderWorld
 

@@ -27,8 +27,8 @@ from driftwarden.providers import (  # noqa: F401
     subnet,
     vpc,
 )
-from driftwarden.providers.aws import CountingObserver, iam_action
 from driftwarden.providers.base import Observed, converge
+from driftwarden.providers.calls import CountingObserver, iam_action
 from driftwarden.providers.ec2 import absent, client_token, is_absent, status_of
 from provider_world import ProviderWorld
 

@@ -14,8 +14,8 @@ from driftwarden.engine.plan import diff_fields, diff_tags, make_plan, resolve
 from driftwarden.errors import NotFoundError, PermanentProviderError
 from driftwarden.manifests.model import Account
 from driftwarden.manifests.validation import validate_documents
-from driftwarden.providers.aws import CountingObserver
 from driftwarden.providers.base import Context, converge
+from driftwarden.providers.calls import CountingObserver
 from driftwarden.providers.eks_cluster import EksClusterProvider, client_token
 from moto_state import fill_eks_tagging_gaps, set_eks_cluster_status
 

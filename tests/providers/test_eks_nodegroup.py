@@ -19,8 +19,8 @@ from driftwarden.engine.observe import context_for
 from driftwarden.engine.plan import diff_fields, diff_tags, make_plan, resolve
 from driftwarden.manifests.model import Account
 from driftwarden.manifests.validation import validate_documents
-from driftwarden.providers.aws import CountingObserver
 from driftwarden.providers.base import Context, Observed, converge
+from driftwarden.providers.calls import CountingObserver
 from driftwarden.providers.eks_nodegroup import EksNodegroupProvider
 from moto_state import fill_eks_tagging_gaps, set_nodegroup_status
 

@@ -16,8 +16,8 @@ from driftwarden.engine.plan import diff_fields, diff_tags, resolve
 from driftwarden.errors import ProviderError
 from driftwarden.manifests.model import SecretSource
 from driftwarden.manifests.validation import validate_documents
-from driftwarden.providers.aws import CountingObserver
 from driftwarden.providers.base import Context, Observed, converge
+from driftwarden.providers.calls import CountingObserver
 from driftwarden.providers.secret import (
     TAG_CONTENT_HASH,
     TAG_KEYS,

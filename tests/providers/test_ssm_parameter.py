@@ -13,8 +13,8 @@ from driftwarden.engine.observe import context_for
 from driftwarden.engine.plan import diff_fields, diff_tags, resolve
 from driftwarden.errors import ProviderError
 from driftwarden.manifests.validation import validate_documents
-from driftwarden.providers.aws import CountingObserver
 from driftwarden.providers.base import Context, Observed, converge
+from driftwarden.providers.calls import CountingObserver
 from driftwarden.providers.ssm_parameter import SsmParameter
 
 ACCOUNT_ID = "111111111111"

@@ -21,8 +21,9 @@ from typing import Any
 from driftwarden.engine.graph import Resource
 from driftwarden.errors import ProviderError
 from driftwarden.manifests.model import Account
-from driftwarden.providers.aws import AccountRef, AwsSessions, as_provider_error
+from driftwarden.providers.aws import AwsSessions, as_provider_error
 from driftwarden.providers.base import Context, Observed, Provider
+from driftwarden.providers.calls import AccountRef
 
 
 @dataclass(frozen=True)

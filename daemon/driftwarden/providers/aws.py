@@ -10,10 +10,11 @@ What it owns:
   building happens under a lock).
 * The retry policy (`client_config`): botocore's "standard" or "adaptive" mode, i.e. jittered
   exponential backoff on throttling, 5xx and connection errors, with connect/read timeouts.
-* Error mapping, in one place (`map_error`): every client handed out raises driftwarden's own
-  `ProviderError` family instead of botocore's exceptions, so providers and the engine never
-  import botocore to tell "retry later" from "needs a human" from "absent".
-* Call accounting (`ApiCallObserver`): every logical call, retry and throttle is reported, for
+* Error mapping (`aws_errors.map_error`, applied here by each client's hooks): every client
+  handed out raises driftwarden's own `ProviderError` family instead of botocore's exceptions,
+  so providers and the engine never import botocore to tell "retry later" from "needs a human"
+  from "absent".
+* Call accounting (`calls.ApiCallObserver`): every logical call, retry and throttle is reported, for
   the `aws_api_calls_total` / `aws_throttled_total` metrics and for tests that prove a second
   apply makes no mutating call.
 
@@ -34,11 +35,9 @@ import os
 import re
 import socket
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal
 
 import boto3
 import botocore.session
@@ -52,21 +51,19 @@ from botocore.credentials import (
 )
 from botocore.exceptions import (
     BotoCoreError,
-    CapacityNotAvailableError,
     ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
 )
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from driftwarden.errors import (
-    AccessDeniedError,
-    NotFoundError,
-    PermanentProviderError,
     ProviderError,
-    TransientProviderError,
 )
-from driftwarden.redaction import redact
+from driftwarden.providers.aws_errors import (
+    assume_role_error,
+    call_result_of,
+    is_throttling,
+    map_error,
+)
+from driftwarden.providers.calls import AccountRef, ApiCallObserver, NullObserver
 
 logger = logging.getLogger(__name__)
 
@@ -76,302 +73,6 @@ AwsClient = Any
 SessionFactory = Callable[[], boto3.Session]
 Clock = Callable[[], datetime]
 
-# --------------------------------------------------------------------------------------------
-# Accounts
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AccountRef:
-    """A target account and how to get into it: the role to assume and its ExternalId."""
-
-    account_id: str
-    role_name: str
-    # Kept out of repr so that logging an AccountRef never prints it.
-    external_id: str = field(repr=False)
-
-    @property
-    def role_arn(self) -> str:
-        return f"arn:aws:iam::{self.account_id}:role/{self.role_name}"
-
-
-# --------------------------------------------------------------------------------------------
-# Observing calls
-# --------------------------------------------------------------------------------------------
-
-CallResult = Literal["ok", "retried", "not_found", "denied", "transient", "error"]
-
-#: Every `result` an observer can receive, and what each one means:
-#:
-#: * ``ok`` — a call finished successfully (once per logical call);
-#: * ``retried`` — botocore sent one more attempt for a call (once per retry, so a call
-#:   throttled twice and then answered reports ``retried`` twice and ``ok`` once);
-#: * ``not_found`` — the call finished with a not-found error (`NotFoundError`; readers treat
-#:   it as "absent", so it is not a failure of driftwarden);
-#: * ``denied`` — the call finished with `AccessDeniedError` (role or permission missing);
-#: * ``transient`` — the call finished with `TransientProviderError`: throttling, 5xx or
-#:   connection trouble that outlasted every retry;
-#: * ``error`` — the call finished with any other error.
-#:
-#: So ``ok + not_found + denied + transient + error`` counts logical calls, and ``retried``
-#: counts the extra HTTP attempts on top of them.
-CALL_RESULTS: Final[tuple[CallResult, ...]] = (
-    "ok",
-    "retried",
-    "not_found",
-    "denied",
-    "transient",
-    "error",
-)
-
-# Operations that only read. Anything else counts as mutating, except the calls that change no
-# resource but are needed to get in at all.
-_READ_ONLY_PREFIXES: Final = ("Describe", "List", "Get", "Head", "Lookup")
-_NON_MUTATING_CALLS: Final = frozenset({("sts", "AssumeRole")})
-
-
-# botocore's service names that differ from the prefix of IAM actions.
-_IAM_PREFIXES: Final = {"resourcegroupstaggingapi": "tag", "service-quotas": "servicequotas"}
-
-
-def iam_action(service: str, operation: str) -> str:
-    """The IAM action that authorises a call: (``resourcegroupstaggingapi``, ``GetResources``) -> ``tag:GetResources``."""
-    return f"{_IAM_PREFIXES.get(service, service)}:{operation}"
-
-
-def is_mutating(service: str, operation: str) -> bool:
-    """Whether an operation (e.g. ``CreateVpc``) can change AWS state."""
-    if (service, operation) in _NON_MUTATING_CALLS:
-        return False
-    return not operation.startswith(_READ_ONLY_PREFIXES)
-
-
-class ApiCallObserver(Protocol):
-    """Receives one event per logical AWS call, per retry and per throttled attempt.
-
-    `service` is botocore's service name (``ec2``, ``eks``, ``secretsmanager``...), `operation`
-    the API name (``DescribeVpcs``), `result` one of `CALL_RESULTS`. Implementations must be
-    thread-safe and fast: they run inside every AWS call, on the caller's thread.
-    """
-
-    def api_call(self, service: str, operation: str, result: CallResult) -> None: ...
-
-    def throttled(self, service: str) -> None: ...
-
-
-class NullObserver:
-    """An observer that ignores everything."""
-
-    def api_call(self, service: str, operation: str, result: CallResult) -> None:
-        return None
-
-    def throttled(self, service: str) -> None:
-        return None
-
-
-class CountingObserver:
-    """Counts calls by (service, operation, result) and throttles by service; thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._calls: Counter[tuple[str, str, str]] = Counter()
-        self._throttles: Counter[str] = Counter()
-
-    def api_call(self, service: str, operation: str, result: CallResult) -> None:
-        with self._lock:
-            self._calls[(service, operation, result)] += 1
-
-    def throttled(self, service: str) -> None:
-        with self._lock:
-            self._throttles[service] += 1
-
-    @property
-    def calls(self) -> Counter[tuple[str, str, str]]:
-        """A snapshot of the call counts, keyed by (service, operation, result)."""
-        with self._lock:
-            return Counter(self._calls)
-
-    @property
-    def throttles(self) -> Counter[str]:
-        """A snapshot of throttled attempts by service."""
-        with self._lock:
-            return Counter(self._throttles)
-
-    def count(
-        self, service: str | None = None, operation: str | None = None, result: str | None = None
-    ) -> int:
-        """How many events match; None matches anything."""
-        return sum(
-            n
-            for (s, o, r), n in self.calls.items()
-            if (service is None or s == service)
-            and (operation is None or o == operation)
-            and (result is None or r == result)
-        )
-
-    def mutating_calls(self) -> int:
-        """Logical calls (retries not counted twice) to operations that can change AWS state."""
-        return sum(
-            n for (s, o, r), n in self.calls.items() if r != "retried" and is_mutating(s, o)
-        )
-
-    def reset(self) -> None:
-        with self._lock:
-            self._calls.clear()
-            self._throttles.clear()
-
-
-# --------------------------------------------------------------------------------------------
-# Error mapping: the one place where botocore's errors become driftwarden's
-# --------------------------------------------------------------------------------------------
-
-_DENIED_CODES: Final = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnauthorizedOperation",
-        "UnauthorizedException",
-        "AuthFailure",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-    }
-)
-# What STS answers when *our* side cannot get in; all of them need a human (trust policy,
-# ExternalId, expired control credentials), so all become AccessDeniedError on assume-role.
-_ASSUME_ROLE_DENIED_CODES: Final = _DENIED_CODES | {"ExpiredToken", "ExpiredTokenException"}
-_NOT_FOUND_CODES: Final = frozenset(
-    {"NoSuchEntity", "ResourceNotFoundException", "ResourceNotFound", "404"}
-)
-_THROTTLING_CODES: Final = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "EC2ThrottledException",
-        "SlowDown",
-        "BandwidthLimitExceeded",
-        "ProvisionedThroughputExceededException",
-        "PriorRequestNotComplete",
-    }
-)
-_TRANSIENT_CODES: Final = _THROTTLING_CODES | {
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "InternalError",
-    "InternalFailure",
-    "InternalServerError",
-    "InternalServerException",
-    "ServerException",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "Unavailable",
-    "IDPCommunicationError",
-    # With self-refreshing credentials an expired token is a race with the refresh: retrying
-    # signs with fresh credentials.
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "ConcurrentModification",
-    "ConcurrentModificationException",
-    # EC2 says this while a dependent resource is still being deleted (a NAT gateway takes
-    # minutes to go); the next cycle succeeds.
-    "DependencyViolation",
-    # RDS says these while an instance or subnet group is still changing state (a deleting
-    # instance holds its subnet group for minutes); the next cycle succeeds.
-    "InvalidDBInstanceState",
-    "InvalidDBInstanceStateFault",
-    "InvalidDBSubnetGroupStateFault",
-}
-
-
-def is_throttling(code: str | None, status: int | None = None) -> bool:
-    """Whether an error code (or HTTP 429) means AWS is rate-limiting us."""
-    return status == 429 or (code is not None and code in _THROTTLING_CODES)
-
-
-def _error_class(code: str | None, status: int | None) -> type[ProviderError]:
-    code = code or ""
-    if code in _DENIED_CODES:
-        return AccessDeniedError
-    if code in _NOT_FOUND_CODES or "NotFound" in code or code.startswith("NoSuch"):
-        return NotFoundError
-    if code in _TRANSIENT_CODES or code.startswith("Throttl") or status == 429:
-        return TransientProviderError
-    if status is not None and status >= 500:
-        return TransientProviderError
-    return PermanentProviderError
-
-
-def _where(account: AccountRef | None, region: str | None) -> str:
-    place = f"account {account.account_id}" if account else "the control account"
-    return f"{place} ({region})" if region else place
-
-
-def map_error(
-    exc: ClientError | BotoCoreError,
-    *,
-    service: str,
-    operation: str,
-    account: AccountRef | None = None,
-    region: str | None = None,
-) -> ProviderError:
-    """The driftwarden error for a botocore error; callers `raise map_error(e, ...) from e`.
-
-    Not-found codes (``NoSuchEntity``, ``ResourceNotFoundException``, ``*NotFound*``) give
-    `NotFoundError`; access codes (``AccessDenied``, ``UnauthorizedOperation``...) give
-    `AccessDeniedError`; throttling, 5xx, timeouts and connection errors give
-    `TransientProviderError`; everything else `PermanentProviderError`.
-    """
-    call = f"{service}:{operation} in {_where(account, region)}"
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = error.get("Code") or None
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        # AWS validation messages quote the offending input, which may be a secret, and error
-        # messages reach logs and status.
-        message = redact(error.get("Message") or "")
-        detail = ": ".join(part for part in (code, message) if part) or f"HTTP {status}"
-        return _error_class(code, status)(f"{call} failed: {detail}", code=code)
-    code = type(exc).__name__
-    cls: type[ProviderError]
-    if isinstance(exc, BotoConnectionError | HTTPClientError | CredentialRetrievalError):
-        cls = TransientProviderError
-    elif isinstance(exc, CapacityNotAvailableError):
-        # The adaptive-mode client-side rate limiter ran out of tokens: back off and retry.
-        cls = TransientProviderError
-    else:
-        # No credentials, bad parameters, unknown region...: retrying the same call won't help.
-        cls = PermanentProviderError
-    return cls(f"{call} failed: {code}: {exc}", code=code)
-
-
-def assume_role_error(account: AccountRef, cause: ProviderError) -> ProviderError:
-    """The error for a failed AssumeRole into `account`, naming account and role, not the id."""
-    if cause.code in _ASSUME_ROLE_DENIED_CODES:
-        cls: type[ProviderError] = AccessDeniedError
-    else:
-        cls = type(cause)
-    message = (
-        f"cannot assume role {account.role_name} in account {account.account_id}: "
-        f"{cause.code or 'error'}"
-    )
-    if cls is AccessDeniedError:
-        message += " (check the role's trust policy and the cluster's externalId)"
-    return cls(message, code=cause.code)
-
-
-def _result_of(error: BaseException) -> CallResult:
-    if isinstance(error, AccessDeniedError):
-        return "denied"
-    if isinstance(error, NotFoundError):
-        return "not_found"
-    if isinstance(error, ProviderError) and error.retryable:
-        return "transient"
-    return "error"
 
 
 # --------------------------------------------------------------------------------------------
@@ -481,7 +182,7 @@ class _ClientHooks:
             account=self._account,
             region=self._region,
         )
-        self._observer.api_call(self._service, operation, _result_of(error))
+        self._observer.api_call(self._service, operation, call_result_of(error))
         raise error from cause
 
     def _after_call_error(
@@ -492,7 +193,7 @@ class _ClientHooks:
         self._count_retries(operation, context)
         if isinstance(exception, ProviderError):
             # Already ours: a failed AssumeRole while signing this request.
-            self._observer.api_call(self._service, operation, _result_of(exception))
+            self._observer.api_call(self._service, operation, call_result_of(exception))
             return
         if not isinstance(exception, ClientError | BotoCoreError):
             # Not an AWS problem but a bug: let it surface unchanged.
@@ -505,7 +206,7 @@ class _ClientHooks:
             account=self._account,
             region=self._region,
         )
-        self._observer.api_call(self._service, operation, _result_of(error))
+        self._observer.api_call(self._service, operation, call_result_of(error))
         raise error from exception
 
 

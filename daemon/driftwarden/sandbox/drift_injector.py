@@ -43,7 +43,6 @@ from typing import Any, Final
 from driftwarden.engine.graph import DEFAULT_INSTANCE, TAG_COMPONENT, TAG_MANAGED_BY, TAG_OWNER
 from driftwarden.errors import DriftwardenError
 from driftwarden.providers.aws import (
-    AccountRef,
     AwsClient,
     AwsSessions,
     SessionFactory,
@@ -51,6 +50,7 @@ from driftwarden.providers.aws import (
     paginate,
 )
 from driftwarden.providers.base import tag_map
+from driftwarden.providers.calls import AccountRef
 from driftwarden.runtime.logs import EventLog
 
 Place = tuple[str, str]  # (account id, region)

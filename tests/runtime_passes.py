@@ -16,7 +16,8 @@ from driftwarden.engine.observe import Observation, PlaceError
 from driftwarden.engine.plan import Change, make_plan
 from driftwarden.engine.reconcile import PassResult
 from driftwarden.manifests.validation import ValidationResult, validate_documents
-from driftwarden.providers.base import Context, Observed, Provider
+from driftwarden.providers import tag_styles
+from driftwarden.providers.base import Context, Enumeration, Observed, Provider, TypeInfo
 
 ACCOUNT = "210987654321"
 OTHER_ACCOUNT = "310987654322"
@@ -39,11 +40,12 @@ spec:
 class StubProvider(Provider):
     """Declares no field rules; planning never calls AWS."""
 
-    service = "stub"
-    permissions: Mapping[str, tuple[str, ...]] = {}
-
     def __init__(self, type_: str) -> None:
-        self.type = type_  # type: ignore[misc]
+        # Per instance: each stub stands for a type of its own.
+        self.info = TypeInfo(  # type: ignore[misc]
+            type=type_, service="stub", enumeration=Enumeration("list", "Items", "Id"), not_found=(),
+            tag_style=tag_styles.EC2, create_order=0, permissions={}, managed_fields=(),
+        )
 
     def read(self, ctx: Context) -> list[Observed]:
         raise AssertionError("planning must not read AWS")

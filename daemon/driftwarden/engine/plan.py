@@ -97,8 +97,11 @@ class PlanError:
         return {"resource": self.key, "owner": self.owner, "field": self.field, "message": self.message}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
+    """What one pass would do. Built once by `make_plan`; later steps make a new one with
+    `dataclasses.replace` (preflight, secret errors), so a plan someone holds never changes."""
+
     revision: str
     changes: list[Change]
     unchanged: list[str]
@@ -234,7 +237,7 @@ def make_plan(
     attributes: dict[str, Mapping[str, Any]] = {}
     for key, items in by_key.items():
         attributes[key] = items[0].attributes
-    plan = Plan(revision=revision, changes=[], unchanged=[])
+    plan = _Draft(revision=revision, changes=[], unchanged=[])
     wanted_keys = {r.key for r in resources}
     # Resources that will be created or replaced have no attributes yet: their dependants see UNKNOWN.
     pending_keys: set[str] = set()
@@ -283,7 +286,20 @@ def make_plan(
                     _removal(item, owner, "release", f"{owner} is no longer declared in Git; deletionPolicy Retain keeps it and removes our tags")
                 )
     _plan_prune(plan, prunable, prune=prune, limit=prune_limit, revision_valid=revision_valid)
-    return plan
+    return Plan(revision=plan.revision, changes=plan.changes, unchanged=plan.unchanged, errors=plan.errors,
+                warnings=plan.warnings, held=plan.held)
+
+
+@dataclass
+class _Draft:
+    """The plan while `make_plan` writes it; becomes the frozen `Plan` once complete."""
+
+    revision: str
+    changes: list[Change]
+    unchanged: list[str]
+    errors: list[PlanError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    held: list[Change] = field(default_factory=list)
 
 
 def _changed_in_git(resource: Resource, observed: Observed | None) -> bool:
@@ -362,7 +378,7 @@ def _removal(item: Observed, owner: str, action: Action, reason: str) -> Change:
     return Change(action, item.key or item.id, item.type, owner, item.account, item.region, reason, (), None, item)
 
 
-def _plan_prune(plan: Plan, prunable: list[Change], *, prune: bool, limit: int, revision_valid: bool) -> None:
+def _plan_prune(plan: _Draft, prunable: list[Change], *, prune: bool, limit: int, revision_valid: bool) -> None:
     if not prunable:
         return
     if not prune:

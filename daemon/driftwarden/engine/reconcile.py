@@ -132,19 +132,22 @@ def plan_once(
     if doubtful:
         observation = confirm(sessions, places, observation, doubtful, settings.instance, providers=providers)
         plan = planned(observation)
-    _preflight(plan, validation, sessions, settings.instance)
-    plan.errors.extend(secret_errors)
+    plan = _preflight(plan, validation, sessions, settings.instance)
     secret_failed = {e.key for e in secret_errors}
-    plan.changes = [c for c in plan.changes if c.key not in secret_failed]
-    for error in observation.errors:
-        plan.errors.append(
-            PlanError(f"{error.account}/{error.region}", "", f"cannot read {error.type} in account {error.account} "
-                      f"{error.region}: {error.message}")
-        )
+    unreadable = [
+        PlanError(f"{error.account}/{error.region}", "", f"cannot read {error.type} in account {error.account} "
+                  f"{error.region}: {error.message}")
+        for error in observation.errors
+    ]
+    plan = dataclasses.replace(
+        plan,
+        errors=[*plan.errors, *secret_errors, *unreadable],
+        changes=[c for c in plan.changes if c.key not in secret_failed],
+    )
     return PassResult(revision=revision, validation=validation, plan=plan, observation=observation, resources=resources)
 
 
-def _preflight(plan: Plan, validation: ValidationResult, sessions: AwsSessions, instance: str) -> None:
+def _preflight(plan: Plan, validation: ValidationResult, sessions: AwsSessions, instance: str) -> Plan:
     """Check the account and region of every cluster about to be created; hold it if they cannot host it."""
     creating = {c.owner for c in plan.changes if c.type == "eks.cluster" and c.action == "create"}
     for cluster in validation.clusters:
@@ -153,10 +156,14 @@ def _preflight(plan: Plan, validation: ValidationResult, sessions: AwsSessions, 
             continue
         ctx = context_for(sessions, cluster.account, cluster.region, instance)
         checked = check_cluster(cluster, ctx.client)
-        plan.warnings.extend(f"{owner}: {w}" for w in checked.warnings)
+        plan = dataclasses.replace(plan, warnings=[*plan.warnings, *(f"{owner}: {w}" for w in checked.warnings)])
         if checked.errors:
-            plan.errors.extend(PlanError(f"{owner}/eks-cluster", owner, e) for e in checked.errors)
-            plan.changes = [c for c in plan.changes if c.owner != owner]
+            plan = dataclasses.replace(
+                plan,
+                errors=[*plan.errors, *(PlanError(f"{owner}/eks-cluster", owner, e) for e in checked.errors)],
+                changes=[c for c in plan.changes if c.owner != owner],
+            )
+    return plan
 
 
 def apply_once(

@@ -135,3 +135,39 @@ def test_log_lines_are_redacted_with_the_same_rules() -> None:
     line = stream.getvalue()
     assert TOKEN not in line and AWS_SECRET not in line
     assert json.loads(line)["error"].startswith("https://***@example.com/r.git")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://user:p@ss:w/rd@host/repo.git", "https://***@host/repo.git"),
+        ("fatal: 'https://user:p@ss:w/rd@host:8443/r.git/' not found", "fatal: 'https://***@host:8443/r.git/' not found"),
+        ("https://bot:a/b?c#d@git.example.com/r", "https://***@git.example.com/r"),
+        ("https://user:pa/ss@host/x", "https://***@host/x"),
+        ("https://github.com/org/repo@main", "https://github.com/org/repo@main"),
+    ],
+    ids=["at-colon-slash", "in-a-message-with-port", "query-and-fragment-characters", "slash-only", "no-credentials"],
+)
+def test_url_credentials_are_redacted_whatever_characters_they_hold(text: str, expected: str) -> None:
+    """A password with unencoded `@`, `:`, `/`, `?` or `#` is removed whole; a URL without credentials is kept."""
+    assert redact(text) == expected
+    assert redact_url(text.split("'")[1] if "'" in text else text) == (
+        expected.split("'")[1] if "'" in expected else expected)
+
+
+def test_status_text_loses_secret_arns_and_the_sources_valuefrom_names() -> None:
+    """Secrets Manager and SSM ARNs and the named `valueFrom` source become a placeholder; the rest stays."""
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/airflow/db-AbCdEf"
+    text = (
+        f"cannot read secret source secretsManagerArn {arn}: AccessDeniedException; "
+        "cannot read secret source ssmParameter /prod/airflow/fernet: ParameterNotFound; "
+        f"Deployment etl: {arn} and arn:aws-us-gov:ssm:us-gov-west-1:123456789012:parameter/prod/x; "
+        f"https://u:{TOKEN}@h.example/r"
+    )
+    cleaned = redaction.scrub_secret_references(text)
+    for secret in ("prod/airflow/db", "/prod/airflow/fernet", "parameter/prod/x", TOKEN, "123456789012"):
+        assert secret not in cleaned
+    assert cleaned.count(redaction.SECRET_PLACEHOLDER) == 4
+    assert "secretsManagerArn <secret reference>: AccessDeniedException" in cleaned
+    assert "ssmParameter <secret reference>: ParameterNotFound" in cleaned
+    assert "Deployment etl:" in cleaned

@@ -83,6 +83,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         webhook_secret_file=Path(args.webhook_secret_file) if args.webhook_secret_file else None,
+        http_token_file=Path(args.http_token_file) if args.http_token_file else None,
         prune=args.prune,
         prune_limit=args.prune_limit,
         apply_windows=tuple(args.apply_window),

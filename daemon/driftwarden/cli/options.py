@@ -282,6 +282,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--metrics-host", ("run",), "address to listen on (default 0.0.0.0)", default="0.0.0.0"),
     Option("--webhook-secret-file", ("run",),
            "enable POST /webhook: deliveries must be signed (X-Hub-Signature-256) with this secret"),
+    Option("--http-token-file", ("run",),
+           "require the header Authorization: Bearer TOKEN on /status and /metrics, TOKEN read from this file (re-read on every "
+           "request; /healthz, /readyz and the signed /webhook stay open)"),
     Option("--prune", ("run",), "delete resources of objects no longer in Git (never while a manifest is invalid)",
            kind="switch", default=False),
     Option("--prune-limit", ("run",), "at most this many deletions per pass (default 20)", parse=int, default=20),

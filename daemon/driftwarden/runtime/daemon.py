@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
+from http.server import HTTPServer
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -46,7 +46,7 @@ from driftwarden.runtime.passes import PassRunner
 from driftwarden.runtime.revisions import Revisions
 from driftwarden.runtime.settings import DaemonSettings
 from driftwarden.runtime.source import Source
-from driftwarden.runtime.webhook import read_secret, verify_signature
+from driftwarden.runtime.webhook import Admission, Deliveries, read_secret, verify_signature
 
 SYNC_JOB = "sync"
 DRIFT_JOB = "drift"
@@ -76,12 +76,15 @@ class Daemon:
         self.version = version
         if settings.webhook_secret_file is not None:
             read_secret(settings.webhook_secret_file)  # fail at start-up, not on the first delivery
+        if settings.http_token_file is not None:
+            read_secret(settings.http_token_file, "HTTP token")
+        self._deliveries = Deliveries(clock)
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=3)},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
-        self._http: ThreadingHTTPServer | None = None
+        self._http: HTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self._state = threading.RLock()
         self._stopping = threading.Event()
@@ -91,8 +94,9 @@ class Daemon:
                                  resolve_secret=resolve_secret, providers=providers, log=self.log, clock=clock,
                                  stopping=self._stopping)
         # Written under self._state: readiness, and the trigger of the next SYNC and webhooks
-        # that came while one ran.
+        # that came while one was due (pending: coalesced into it) or ran (resync: one more).
         self._ready = False
+        self._sync_pending = False
         self._sync_running = False
         self._resync = False
         self._next_trigger = "startup"
@@ -157,7 +161,11 @@ class Daemon:
     # -- the jobs -----------------------------------------------------------------------------
 
     def request_sync(self, trigger: str = "webhook") -> bool:
-        """Run SYNC now (a webhook); if it is running, once more right after. False when stopping."""
+        """Run SYNC now (a webhook); if it is running, once more right after. False when stopping.
+
+        Coalesced: requests while a SYNC is due but not yet started join it, and requests while
+        one runs add at most one more, so a burst of N deliveries starts at most two passes.
+        """
         if self._stopping.is_set() or not self._scheduler.running:
             return False
         with self._state:
@@ -165,14 +173,20 @@ class Daemon:
             if self._sync_running:
                 self._resync = True
                 return True
+            if self._sync_pending:
+                return True
+            self._sync_pending = True
         with contextlib.suppress(Exception):  # the job is gone only while shutting down
             self._scheduler.modify_job(SYNC_JOB, next_run_time=datetime.now(UTC))
             return True
+        with self._state:
+            self._sync_pending = False
         return False
 
     def sync(self) -> None:
         """The SYNC job: fetch, then a pass unless an interval poll found the settled revision again."""
         with self._state:
+            self._sync_pending = False
             self._sync_running = True
             trigger, self._next_trigger = self._next_trigger, "interval"
         try:
@@ -267,6 +281,18 @@ class Daemon:
         if path is None:
             return False
         return verify_signature(read_secret(path), body, signature)
+
+    def admit_delivery(self, delivery: str | None, body: bytes) -> Admission:
+        """A verified delivery: new, a duplicate of one already admitted, or stale."""
+        return self._deliveries.admit(delivery, body)
+
+    def http_token(self) -> bytes | None:
+        """The bearer token /status and /metrics require, read now (rotation applies at once); None: open."""
+        path = self.settings.http_token_file
+        return None if path is None else read_secret(path, "HTTP token")
+
+    def http_rejected(self, reason: str) -> None:
+        self.metrics.http_rejected(reason)
 
 
 __all__ = ["DRIFT_JOB", "SYNC_JOB", "Daemon"]

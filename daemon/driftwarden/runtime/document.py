@@ -2,7 +2,8 @@
 
 Owns the shape of /status (a contract: dashboards, runbooks and tests read it). Must not
 decide anything (prune, readiness, statuses are decided elsewhere and passed in) nor include a
-value of an AWS resource or a secret.
+value of an AWS resource or a secret. Error text passes `scrub_secret_references` here, the
+last step before it is shown: no credentials, no Secrets Manager or SSM parameter names.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from driftwarden.redaction import scrub_secret_references
 from driftwarden.runtime.clock import iso
 from driftwarden.runtime.report import MAX_LISTED_PROBLEMS, PassReport
 from driftwarden.runtime.revisions import Revision, Revisions
@@ -44,8 +46,8 @@ def status_document(
         "head_valid": head.valid if head else None,
         "signer": in_force.signer if in_force else None,
         "last_sync": iso(revisions.last_fetch),
-        "last_error": revisions.fetch_error or pass_error,
-        "fetch_error": revisions.fetch_error,
+        "last_error": _scrubbed(revisions.fetch_error or pass_error),
+        "fetch_error": _scrubbed(revisions.fetch_error),
         "manifests": manifests_json(head) if head is not None else None,
         "apply_window": window.to_json(windows),
         "prune": dict(prune),
@@ -80,6 +82,10 @@ def object_json(state: ObjectState) -> dict[str, Any]:
         "status": state.status,
         "drift": state.drift,
         "drifted": [d.to_json() for d in state.drifted],
-        "last_error": state.last_error,
+        "last_error": _scrubbed(state.last_error),
         "next_attempt": iso(state.next_attempt),
     }
+
+
+def _scrubbed(error: str | None) -> str | None:
+    return None if error is None else scrub_secret_references(error)

@@ -28,6 +28,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Poll intervals run from seconds to a day, and one reconcile of many accounts can take
 # minutes (EKS waits are far longer, but those are awaited outside the measured pass).
+# Why an HTTP request cost nothing more than a counter (the `reason` label's values).
+HTTP_REJECTION_REASONS = ("deadline", "aborted", "malformed", "unauthorized", "duplicate", "stale", "other")
+
 RECONCILE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 86400)
 
 
@@ -127,12 +130,21 @@ class Metrics:
         self.manifests = Gauge(
             f"{PREFIX}_manifests", "Manifest objects in the head revision by kind and validity.", ["kind", "valid"], registry=r
         )
+        self.http_requests_rejected = Counter(
+            f"{PREFIX}_http_requests_rejected",
+            "HTTP requests refused or dropped without a pass, by reason (deadline, aborted, malformed, "
+            "unauthorized, duplicate, stale).",
+            ["reason"],
+            registry=r,
+        )
         self.build_info = Gauge(f"{PREFIX}_build_info", "driftwarden's version (value always 1).", ["version"], registry=r)
         self.build_info.labels(version=version).set(1)
         for result in ("success", "partial", "failure"):
             self.reconcile_total.labels(result=result)
         for result in ("success", "failure"):
             self.git_fetch_total.labels(result=result)
+        for reason in HTTP_REJECTION_REASONS:
+            self.http_requests_rejected.labels(reason=reason)
 
     # -- the AWS call observer ---------------------------------------------------------------
 
@@ -141,6 +153,12 @@ class Metrics:
 
     def throttled(self, service: str) -> None:
         self.aws_throttled.labels(service=service).inc()
+
+    # -- the HTTP side -------------------------------------------------------------------------
+
+    def http_rejected(self, reason: str) -> None:
+        # Reasons are a fixed set: an unknown word would be a new series per caller's whim.
+        self.http_requests_rejected.labels(reason=reason if reason in HTTP_REJECTION_REASONS else "other").inc()
 
     # -- what one pass leaves behind ---------------------------------------------------------
 

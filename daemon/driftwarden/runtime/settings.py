@@ -50,6 +50,7 @@ class DaemonSettings:
     metrics_host: str = "0.0.0.0"
     metrics_port: int = 9108
     webhook_secret_file: Path | None = None
+    http_token_file: Path | None = None
     prune: bool = False
     prune_limit: int = 20
     apply_windows: tuple[str, ...] = ()

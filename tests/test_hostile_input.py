@@ -193,3 +193,9 @@ def test_a_check_that_fails_unexpectedly_is_an_error_of_its_file(monkeypatch):
     (problem,) = result.errors
     assert (problem.file, problem.line, problem.rule) == ("c.yaml", 1, "file.check-failed")
     assert "ValueError" in problem.message
+
+
+def test_an_explicitly_tagged_empty_integer_is_a_scalar_error():
+    """`!!int` on an empty value (found by the fuzzer: IndexError) is a positioned scalar error."""
+    (problem,) = load_bytes(b"a: !!int\nb: 1\n", "m.yaml").problems
+    assert (problem.rule, problem.line, problem.column) == ("yaml.scalar", 1, 4)

@@ -19,6 +19,7 @@ What it must not do: know about manifest kinds or schemas (that is `validation.p
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import os
 import re
@@ -287,7 +288,8 @@ def load_bytes(data: bytes, display: str, limits: Limits = Limits()) -> FileResu
                     Problem.warning(display, "yaml.empty-document", f"document {index + 1} is empty", line=line)
                 )
                 continue
-            converter = _Converter(display, limits)
+            # No scalar is longer than the text it comes from (escapes and folding only shrink).
+            converter = _Converter(display, limits, check_lengths=len(text) > limits.max_scalar_chars)
             data_value = converter.convert(node, "", 0)
             problems.extend(converter.problems)
             if converter.fatal:
@@ -427,6 +429,20 @@ def depth_bound(text: str) -> int:
     return 2 * (longest + 1) + text.count("[") + text.count("{")
 
 
+def may_nest_deeper(text: str, depth: int) -> bool:
+    """Whether `depth_bound(text) > depth`, with one regex search instead of a pass over every line."""
+    # 2 * (run + 1) + brackets > depth  <=>  run > (depth - brackets) // 2 - 1
+    longest_allowed = (depth - text.count("[") - text.count("{")) // 2 - 1
+    if longest_allowed < 0:
+        return True
+    return _longer_run(longest_allowed).search(text) is not None
+
+
+@functools.cache
+def _longer_run(length: int) -> re.Pattern[str]:
+    return re.compile(rf"^[ \t?:-]{{{length + 1}}}", re.MULTILINE)
+
+
 def _prescan(text: str, display: str, limits: Limits) -> Problem | None:
     """Reject nesting and node counts the composer must never see, from libyaml's event stream.
 
@@ -436,7 +452,7 @@ def _prescan(text: str, display: str, limits: Limits) -> Problem | None:
     `depth_bound` could exceed the limit or that is large. An alias counts as one node here;
     its expansion is bounded while converting.
     """
-    if depth_bound(text) <= limits.max_depth and len(text) <= _ALWAYS_PRESCAN_CHARS:
+    if not may_nest_deeper(text, limits.max_depth) and len(text) <= _ALWAYS_PRESCAN_CHARS:
         return None
     parser = _Parser(text)
     depth = 0
@@ -504,9 +520,10 @@ _MERGE = "tag:yaml.org,2002:merge"
 class _Converter:
     """Turns one composed node tree into plain data, recording positions as it goes."""
 
-    def __init__(self, display: str, limits: Limits) -> None:
+    def __init__(self, display: str, limits: Limits, *, check_lengths: bool = True) -> None:
         self.display = display
         self.limits = limits
+        self.check_lengths = check_lengths
         self.positions: dict[str, tuple[int, int]] = {}
         self.raw_scalars: dict[str, str] = {}
         self.problems: list[Problem] = []
@@ -604,7 +621,7 @@ class _Converter:
 
     def _scalar(self, node: ScalarNode, pointer: str) -> Any:
         value = node.value
-        if len(value) > self.limits.max_scalar_chars:
+        if self.check_lengths and len(value) > self.limits.max_scalar_chars:
             self._fail(
                 node,
                 "yaml.scalar-too-long",
@@ -625,17 +642,16 @@ class _Converter:
             return value
         try:
             result = converter(value)
-        except ValueError:
+        except (ValueError, ArithmeticError):
             self._fail(node, "yaml.scalar", f"cannot read {_excerpt(value)!r} as {tag.rsplit(':', 1)[-1]}")
             return None
-        if isinstance(result, bool):
-            pass
-        elif isinstance(result, int) and abs(result) > self.limits.max_integer:
+        kind = type(result)  # exact types: bool is an int, but never too large
+        if kind is int and abs(result) > self.limits.max_integer:
             self._fail(
                 node, "yaml.number-too-large", f"integer {_excerpt(value)} is beyond {self.limits.max_integer}"
             )
             return None
-        elif isinstance(result, float) and math.isinf(result) and "inf" not in value.lower():
+        elif kind is float and math.isinf(result) and "inf" not in value.lower():
             # 1e999 reads as infinity: no manifest means that, and JSON cannot carry it.
             self._fail(node, "yaml.number-too-large", f"number {_excerpt(value)} is out of range")
             return None
@@ -662,7 +678,7 @@ def _to_int(text: str) -> int:
         return -(10**30) if text.startswith("-") else 10**30  # far beyond the limit: the caller reports it
     cleaned = text.replace("_", "")
     sign = 1
-    if cleaned[:1] in "+-":
+    if cleaned[:1] in ("+", "-"):  # not `in "+-"`: "" is in every string
         sign = -1 if cleaned[0] == "-" else 1
         cleaned = cleaned[1:]
     if cleaned.startswith("0o"):

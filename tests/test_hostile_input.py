@@ -199,3 +199,21 @@ def test_an_explicitly_tagged_empty_integer_is_a_scalar_error():
     """`!!int` on an empty value (found by the fuzzer: IndexError) is a positioned scalar error."""
     (problem,) = load_bytes(b"a: !!int\nb: 1\n", "m.yaml").problems
     assert (problem.rule, problem.line, problem.column) == ("yaml.scalar", 1, 4)
+
+
+def test_an_empty_value_where_text_is_expected_is_a_schema_error():
+    """An empty label value (found by the fuzzer: IndexError while wording the message) is a type error at its line."""
+    text = CLUSTER.replace("  name: prod-use1\n", "  name: prod-use1\n  labels:\n    team:\n")
+    result = validate_documents([("c.yaml", text.encode())])
+    (problem,) = result.errors
+    assert (problem.line, problem.rule, problem.pointer) == (6, "schema.type", "/metadata/labels/team")
+    assert "got null" in problem.message
+
+
+def test_flow_sequences_of_single_pairs_are_counted_twice_by_the_depth_bound():
+    """`[? [? ...` nests a mapping inside every flow sequence (found by the fuzzer), so the bound allows two levels per "["."""
+    text = "? [? [? [? [? [? [? [x\n"
+    assert depth_bound(text) >= 14
+    deep_pairs = "[a: " * 40 + "x" + "]" * 40 + "\n"
+    (problem,) = load_bytes(deep_pairs.encode(), "m.yaml").problems
+    assert problem.rule == "yaml.too-deep"

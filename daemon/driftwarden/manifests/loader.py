@@ -422,17 +422,18 @@ def depth_bound(text: str) -> int:
     collections ends at column (n - 1) // 2 or further right. Its start is the first entry's
     key or indicator, which only indentation and "- "/"? "/": " indicators can precede on its
     line, so that column is at most the longest such leading run. Flow collections nest only
-    inside brackets, and no block collection nests in a flow one: each level costs one "[" or
-    "{". Ordinary manifests come out near 30, so almost none pay for the event scan.
+    inside brackets, and no block collection nests in a flow one: each "{" costs one level, each
+    "[" at most two (an entry `a: b` or `? a` in a flow sequence is a mapping of its own).
+    Ordinary manifests come out near 30, so almost none pay for the event scan.
     """
     longest = max((len(run) for run in _LEADING_RUN.findall(text)), default=0)
-    return 2 * (longest + 1) + text.count("[") + text.count("{")
+    return 2 * (longest + 1) + 2 * text.count("[") + text.count("{")
 
 
 def may_nest_deeper(text: str, depth: int) -> bool:
     """Whether `depth_bound(text) > depth`, with one regex search instead of a pass over every line."""
     # 2 * (run + 1) + brackets > depth  <=>  run > (depth - brackets) // 2 - 1
-    longest_allowed = (depth - text.count("[") - text.count("{")) // 2 - 1
+    longest_allowed = (depth - 2 * text.count("[") - text.count("{")) // 2 - 1
     if longest_allowed < 0:
         return True
     return _longer_run(longest_allowed).search(text) is not None

@@ -6,9 +6,12 @@ Python data (dict, list, str, int, float, bool, None) plus a map from JSON point
 position, so that every later error can name file, line and column.
 
 Hostile or broken input never crashes or hangs the loader; it becomes a `Problem`:
-files over a size limit, bytes that are not UTF-8, binary files, YAML syntax errors, tabs used
-for indentation, duplicate keys, alias expansion bombs ("billion laughs"), nesting deep enough
-to exhaust the C parser's stack, and symlinks that leave the manifest root.
+files over a size limit, revisions over a file-count limit, bytes that are not UTF-8, binary
+files, YAML syntax errors, tabs used for indentation, duplicate keys, alias expansion bombs
+("billion laughs"), nesting deep enough to exhaust the C composer's stack (block or flow, found
+from libyaml's iterative event stream before anything is composed), scalars too long to be a
+manifest value, integers too large to be a count, directory trees of any depth (walked without
+recursion) and symlinks that leave the manifest root.
 
 What it must not do: know about manifest kinds or schemas (that is `validation.py`).
 """
@@ -16,6 +19,8 @@ What it must not do: know about manifest kinds or schemas (that is `validation.p
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,7 +30,7 @@ from typing import Any
 
 from ruamel.yaml.cyaml import CParser
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
+from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent, DocumentEndEvent, NodeEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.tag import Tag
 
@@ -46,6 +51,15 @@ class Limits:
     # C parser's stack, so it is rejected before composing.
     max_depth: int = 64
     max_documents_per_file: int = 1_000
+    # One scalar longer than this is no manifest value (the longest real ones are secrets,
+    # policies and certificates of a few KiB).
+    max_scalar_chars: int = 64 * 1024
+    # Integers beyond a signed 64-bit range are no count, size or port; far larger ones also
+    # break str() (Python's 4,300-digit limit) wherever a message quotes them.
+    max_integer: int = 2**63 - 1
+    # Per revision: a repository of manifests has hundreds of files, not a million.
+    max_files_per_revision: int = 5_000
+    max_revision_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -108,13 +122,16 @@ def escape_pointer_token(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[str, str]], list[Problem]]:
+def discover(
+    paths: Iterable[str | os.PathLike[str]], limits: Limits = Limits()
+) -> tuple[list[tuple[str, str]], list[Problem]]:
     """Every manifest file under `paths`, as (real path, display name), sorted and unique.
 
     A directory is walked for `*.yaml`/`*.yml` (hidden directories such as `.git` are
     skipped); a file is taken whatever its suffix. A symlink whose target lies outside the
     root it was found under is refused: a manifest repository must not be able to make the
-    daemon read arbitrary files of its host.
+    daemon read arbitrary files of its host. Finding more than `limits.max_files_per_revision`
+    files is an error and stops the walk, so a hostile tree costs bounded time.
     """
     found: dict[str, str] = {}
     problems: list[Problem] = []
@@ -129,52 +146,91 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[tuple[str, s
                 problems.append(Problem.error(str(given), "path.dangling", "symlink target does not exist"))
                 continue
             found.setdefault(str(real), str(given))
-            continue
-        root = given_path.resolve()
-        _walk(os.path.normpath(str(given_path)), str(root), root, given_path, found, problems)
+        else:
+            root = given_path.resolve()
+            _walk(os.path.normpath(str(given_path)), str(root), root, given_path, found, problems, limits)
+        if len(found) > limits.max_files_per_revision:
+            problems.append(too_many_files(str(given), limits))
+            break
     ordered = sorted(found.items(), key=lambda item: item[1])
     return ordered, problems
 
 
-def _walk(
-    directory: str, real_directory: str, root: Path, given: Path, found: dict[str, str], problems: list[Problem]
-) -> None:
-    """Depth-first over `directory` with os.scandir: one syscall per directory, none per file.
+def too_many_files(display: str, limits: Limits) -> Problem:
+    """The error for a revision with more manifest files than `limits` allow."""
+    return Problem.error(
+        display,
+        "revision.too-many-files",
+        f"more than {limits.max_files_per_revision} manifest files; a revision is limited to "
+        f"{limits.max_files_per_revision} files",
+    )
 
-    Directory symlinks are not followed, so a plain file's real path is its place under the
-    root; only symlinked files are resolved and checked against the root.
+
+def too_many_bytes(display: str, limits: Limits) -> Problem:
+    """The error for a revision whose manifest files together exceed `limits` (at `display`)."""
+    return Problem.error(
+        display,
+        "revision.too-large",
+        f"manifest files up to this one total more than {limits.max_revision_bytes} bytes, "
+        "the limit for one revision; the rest were not read",
+    )
+
+
+def _walk(
+    top: str,
+    real_top: str,
+    root: Path,
+    given: Path,
+    found: dict[str, str],
+    problems: list[Problem],
+    limits: Limits,
+) -> None:
+    """Depth-first over `top` with os.scandir: one syscall per directory, none per file.
+
+    An explicit stack, not recursion: a tree nested thousands of levels deep is walked like
+    any other. Directory symlinks are not followed, so a plain file's real path is its place
+    under the root; only symlinked files are resolved and checked against the root. The walk
+    stops once more files than the limit allows were found.
     """
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError as exc:
-        problems.append(Problem.error(directory, "file.unreadable", f"cannot read directory: {exc.strerror}"))
-        return
-    for entry in entries:
-        name = entry.name
-        if name.startswith("."):
+    stack = [(top, real_top)]
+    while stack:
+        directory, real_directory = stack.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            problems.append(Problem.error(directory, "file.unreadable", f"cannot read directory: {exc.strerror}"))
             continue
-        display = entry.path if directory != "." else name
-        if entry.is_dir(follow_symlinks=False):
-            _walk(display, os.path.join(real_directory, name), root, given, found, problems)
-            continue
-        if not name.endswith(MANIFEST_SUFFIXES):
-            continue
-        if not entry.is_symlink():
-            found.setdefault(os.path.join(real_directory, name), display)
-            continue
-        real = Path(display).resolve()
-        if not real.is_relative_to(root):
-            problems.append(
-                Problem.error(
-                    display,
-                    "path.symlink-escape",
-                    f"symlink points outside the manifest root {given} (manifests must live inside the repository)",
-                )
-            )
-        elif not real.is_file():
-            problems.append(Problem.error(display, "path.dangling", "symlink target does not exist"))
-        else:
-            found.setdefault(str(real), display)
+        subdirectories = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            display = entry.path if directory != "." else name
+            if entry.is_dir(follow_symlinks=False):
+                subdirectories.append((display, os.path.join(real_directory, name)))
+                continue
+            if not name.endswith(MANIFEST_SUFFIXES):
+                continue
+            if not entry.is_symlink():
+                found.setdefault(os.path.join(real_directory, name), display)
+            else:
+                real = Path(display).resolve()
+                if not real.is_relative_to(root):
+                    problems.append(
+                        Problem.error(
+                            display,
+                            "path.symlink-escape",
+                            f"symlink points outside the manifest root {given} (manifests must live inside the repository)",
+                        )
+                    )
+                elif not real.is_file():
+                    problems.append(Problem.error(display, "path.dangling", "symlink target does not exist"))
+                else:
+                    found.setdefault(str(real), display)
+            if len(found) > limits.max_files_per_revision:
+                return
+        # Reversed onto the stack, so directories are still visited in name order.
+        stack.extend(reversed(subdirectories))
 
 
 def read_bytes(
@@ -184,18 +240,19 @@ def read_bytes(
     try:
         size = os.stat(path).st_size
         if size > limits.max_file_bytes:
-            return None, _too_large(display, size, limits)
+            return None, too_large(display, size, limits)
         with open(path, "rb") as handle:
             # Read one byte past the limit: the file may have grown since stat().
             data = handle.read(limits.max_file_bytes + 1)
     except OSError as exc:
         return None, Problem.error(display, "file.unreadable", f"cannot read file: {exc.strerror}")
     if len(data) > limits.max_file_bytes:
-        return None, _too_large(display, len(data), limits)
+        return None, too_large(display, len(data), limits)
     return data, None
 
 
-def _too_large(display: str, size: int, limits: Limits) -> Problem:
+def too_large(display: str, size: int, limits: Limits) -> Problem:
+    """The error for a file larger than `limits` allow."""
     return Problem.error(
         display,
         "file.too-large",
@@ -209,7 +266,7 @@ def load_bytes(data: bytes, display: str, limits: Limits = Limits()) -> FileResu
     if problem is not None:
         return FileResult(display, (), (problem,))
     assert text is not None
-    problem = _check_depth(text, display, limits)
+    problem = _prescan(text, display, limits)
     if problem is not None:
         return FileResult(display, (), (problem,))
     documents: list[Document] = []
@@ -231,7 +288,8 @@ def load_bytes(data: bytes, display: str, limits: Limits = Limits()) -> FileResu
                     Problem.warning(display, "yaml.empty-document", f"document {index + 1} is empty", line=line)
                 )
                 continue
-            converter = _Converter(display, limits)
+            # No scalar is longer than the text it comes from (escapes and folding only shrink).
+            converter = _Converter(display, limits, check_lengths=len(text) > limits.max_scalar_chars)
             data_value = converter.convert(node, "", 0)
             problems.extend(converter.problems)
             if converter.fatal:
@@ -245,6 +303,10 @@ def load_bytes(data: bytes, display: str, limits: Limits = Limits()) -> FileResu
         problems.append(
             Problem.error(display, "yaml.too-deep", f"nesting deeper than {limits.max_depth} levels")
         )
+    except (ValueError, OverflowError, MemoryError) as exc:
+        # libyaml reports some malformed input (an out-of-range escape, a broken marker) as a
+        # plain Python error; a bad file still only costs a problem for that file.
+        problems.append(Problem.error(display, "yaml.syntax", f"invalid YAML: {type(exc).__name__}: {exc}"))
     if not documents and not problems:
         problems.append(Problem.warning(display, "yaml.no-documents", "file contains no YAML documents"))
     return FileResult(display, tuple(documents), tuple(problems))
@@ -344,37 +406,85 @@ def _compose_all(text: str) -> Iterator[Node | None]:
         yield parser.get_node()
 
 
-def _check_depth(text: str, display: str, limits: Limits) -> Problem | None:
-    """Reject flow nesting deep enough to overflow the C composer's stack.
+# Characters that can stand before the first block collection start of a line: indentation and
+# the indicators "- ", "? " and ": " (of complex keys), each followed by a space or tab.
+_LEADING_RUN = re.compile(r"^[ \t?:-]*", re.MULTILINE)
+# Texts longer than this are always pre-scanned: the bound below would stay small for a
+# megabyte of flat entries, and the event scan also caps their node count.
+_ALWAYS_PRESCAN_CHARS = 256 * 1024
 
-    libyaml's composer recurses per nesting level and crashes the process on very deep
-    input, while its event parser is iterative. Block nesting is bounded by the file size
-    limit (each level costs indentation); only brackets can nest cheaply, so the event pass
-    runs only for texts with many of them.
+
+def depth_bound(text: str) -> int:
+    """An upper bound on the nesting depth of any YAML document in `text`, found without parsing.
+
+    A nested block collection starts at a greater column than its parent, except a sequence
+    that is a mapping's value, which may share the mapping's column: a chain of n block
+    collections ends at column (n - 1) // 2 or further right. Its start is the first entry's
+    key or indicator, which only indentation and "- "/"? "/": " indicators can precede on its
+    line, so that column is at most the longest such leading run. Flow collections nest only
+    inside brackets, and no block collection nests in a flow one: each "{" costs one level, each
+    "[" at most two (an entry `a: b` or `? a` in a flow sequence is a mapping of its own).
+    Ordinary manifests come out near 30, so almost none pay for the event scan.
     """
-    if text.count("[") + text.count("{") <= limits.max_depth:
+    longest = max((len(run) for run in _LEADING_RUN.findall(text)), default=0)
+    return 2 * (longest + 1) + 2 * text.count("[") + text.count("{")
+
+
+def may_nest_deeper(text: str, depth: int) -> bool:
+    """Whether `depth_bound(text) > depth`, with one regex search instead of a pass over every line."""
+    # 2 * (run + 1) + brackets > depth  <=>  run > (depth - brackets) // 2 - 1
+    longest_allowed = (depth - 2 * text.count("[") - text.count("{")) // 2 - 1
+    if longest_allowed < 0:
+        return True
+    return _longer_run(longest_allowed).search(text) is not None
+
+
+@functools.cache
+def _longer_run(length: int) -> re.Pattern[str]:
+    return re.compile(rf"^[ \t?:-]{{{length + 1}}}", re.MULTILINE)
+
+
+def _prescan(text: str, display: str, limits: Limits) -> Problem | None:
+    """Reject nesting and node counts the composer must never see, from libyaml's event stream.
+
+    libyaml's composer recurses once per nesting level and kills the process (SIGSEGV) on deep
+    enough input, block or flow; its event parser is iterative. So depth and the number of
+    nodes are counted from events before anything is composed, for every text whose
+    `depth_bound` could exceed the limit or that is large. An alias counts as one node here;
+    its expansion is bounded while converting.
+    """
+    if not may_nest_deeper(text, limits.max_depth) and len(text) <= _ALWAYS_PRESCAN_CHARS:
         return None
     parser = _Parser(text)
     depth = 0
+    nodes = 0
     try:
         while parser.check_event():
             event = parser.get_event()
+            if isinstance(event, CollectionEndEvent):
+                depth -= 1
+                continue
+            if isinstance(event, NodeEvent):
+                nodes += 1
+                if nodes > limits.max_nodes_per_document * 4:
+                    return _positioned(
+                        display, event, "yaml.too-many-nodes",
+                        f"more than {limits.max_nodes_per_document * 4} YAML nodes in one file",
+                    )
             if isinstance(event, CollectionStartEvent):
                 depth += 1
                 if depth > limits.max_depth:
-                    mark = event.start_mark
-                    return Problem.error(
-                        display,
-                        "yaml.too-deep",
-                        f"nesting deeper than {limits.max_depth} levels",
-                        line=mark.line + 1,
-                        column=mark.column + 1,
-                    )
-            elif isinstance(event, CollectionEndEvent):
-                depth -= 1
+                    return _positioned(display, event, "yaml.too-deep", f"nesting deeper than {limits.max_depth} levels")
+            elif isinstance(event, DocumentEndEvent):
+                depth = 0
     except YAMLError:
-        return None  # the composing pass reports the syntax error with its position
+        return None  # composing stops at the same error and reports it with its position
     return None
+
+
+def _positioned(display: str, event: Any, rule: str, message: str) -> Problem:
+    mark = event.start_mark
+    return Problem.error(display, rule, message, line=mark.line + 1, column=mark.column + 1)
 
 
 def _is_empty(node: Node) -> bool:
@@ -411,9 +521,10 @@ _MERGE = "tag:yaml.org,2002:merge"
 class _Converter:
     """Turns one composed node tree into plain data, recording positions as it goes."""
 
-    def __init__(self, display: str, limits: Limits) -> None:
+    def __init__(self, display: str, limits: Limits, *, check_lengths: bool = True) -> None:
         self.display = display
         self.limits = limits
+        self.check_lengths = check_lengths
         self.positions: dict[str, tuple[int, int]] = {}
         self.raw_scalars: dict[str, str] = {}
         self.problems: list[Problem] = []
@@ -511,6 +622,13 @@ class _Converter:
 
     def _scalar(self, node: ScalarNode, pointer: str) -> Any:
         value = node.value
+        if self.check_lengths and len(value) > self.limits.max_scalar_chars:
+            self._fail(
+                node,
+                "yaml.scalar-too-long",
+                f"a value of {len(value)} characters; manifest values are limited to {self.limits.max_scalar_chars}",
+            )
+            return None
         if node.ctag is _TAG_STR:
             return value
         # The composer resolves a tag for every scalar; "" only keeps mypy honest about None.
@@ -525,17 +643,43 @@ class _Converter:
             return value
         try:
             result = converter(value)
-        except ValueError:
-            self._fail(node, "yaml.scalar", f"cannot read {value!r} as {tag.rsplit(':', 1)[-1]}")
+        except (ValueError, ArithmeticError):
+            self._fail(node, "yaml.scalar", f"cannot read {_excerpt(value)!r} as {tag.rsplit(':', 1)[-1]}")
+            return None
+        kind = type(result)  # exact types: bool is an int, but never too large
+        if kind is int and abs(result) > self.limits.max_integer:
+            self._fail(
+                node, "yaml.number-too-large", f"integer {_excerpt(value)} is beyond {self.limits.max_integer}"
+            )
+            return None
+        elif kind is float and math.isinf(result) and "inf" not in value.lower():
+            # 1e999 reads as infinity: no manifest means that, and JSON cannot carry it.
+            self._fail(node, "yaml.number-too-large", f"number {_excerpt(value)} is out of range")
             return None
         self.raw_scalars[pointer] = value
         return result
 
 
+def _excerpt(text: str, limit: int = 40) -> str:
+    """`text` shortened for a message: a hostile scalar must not become a megabyte of log."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+# More digits than any integer within `Limits.max_integer` can have in any base (64 binary
+# digits); checked before converting, since int() of a long decimal string is quadratic and
+# refused beyond 4,300 digits.
+_MAX_INT_DIGITS = 80
+
+
 def _to_int(text: str) -> int:
+    digits = text.replace("_", "").lstrip("+-")
+    if digits[:2] in ("0x", "0o", "0b"):
+        digits = digits[2:]
+    if len(digits.lstrip("0")) > _MAX_INT_DIGITS:
+        return -(10**30) if text.startswith("-") else 10**30  # far beyond the limit: the caller reports it
     cleaned = text.replace("_", "")
     sign = 1
-    if cleaned[:1] in "+-":
+    if cleaned[:1] in ("+", "-"):  # not `in "+-"`: "" is in every string
         sign = -1 if cleaned[0] == "-" else 1
         cleaned = cleaned[1:]
     if cleaned.startswith("0o"):

@@ -278,7 +278,8 @@ def _describe_value(error: ValidationError, raw_scalars: Mapping[str, str], poin
         wanted: list[str] = expected if isinstance(expected, list) else [expected]
         message = f"expected {' or '.join(_JSON_TYPES.get(t, t) for t in wanted)}, got {_type_of(value)}"
         raw = raw_scalars.get(pointer)
-        if "string" in wanted and raw is not None:
+        # Only for a scalar read as a number or boolean: an empty value (null) has no text to quote.
+        if "string" in wanted and raw and value is not None:
             message += f'; YAML read {raw} as {_type_of(value).split(" ", 2)[1]}, write it in quotes: "{raw}"'
         return message
     if validator == "pattern":

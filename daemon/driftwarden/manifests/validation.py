@@ -41,6 +41,9 @@ from driftwarden.manifests.loader import (
     load_bytes,
     read_bytes,
     source_pointer,
+    too_large,
+    too_many_bytes,
+    too_many_files,
 )
 from driftwarden.manifests.model import (
     API_VERSION,
@@ -119,7 +122,30 @@ def default_schemas() -> SchemaSet:
 
 
 def check_bytes(data: bytes, display: str, schemas: SchemaSet, limits: Limits = Limits()) -> CheckedFile:
-    """Parse one file and check each of its documents on its own."""
+    """Parse one file and check each of its documents on its own.
+
+    Never raises: should a check meet input nobody foresaw and fail, that is an error of this
+    file (named, with the exception), not a crash of the whole run or of the daemon.
+    """
+    try:
+        return _check_bytes(data, display, schemas, limits)
+    except Exception as exc:
+        return CheckedFile(display, (), (internal_error(display, exc),))
+
+
+def internal_error(display: str, exc: BaseException) -> Problem:
+    """The error for a file (or a whole revision) whose checking failed unexpectedly."""
+    text = str(exc)
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return Problem.error(
+        display,
+        "file.check-failed",
+        f"checking failed unexpectedly ({type(exc).__name__}: {text}); the revision is treated as invalid",
+    )
+
+
+def _check_bytes(data: bytes, display: str, schemas: SchemaSet, limits: Limits) -> CheckedFile:
     loaded = load_bytes(data, display, limits)
     problems = list(loaded.problems)
     documents = []
@@ -340,18 +366,23 @@ def _validate_paths(
     report_only: bool = False,
 ) -> ValidationResult:
     schemas = schemas or default_schemas()
-    files, problems = discover(paths)
+    files, problems = discover(paths, limits)
     cache = ValidationCache(cache_dir, schemas)
     previous = cache.tree
     now_ns = time.time_ns()
     tree = TreeRecord(written_ns=now_ns)
     contents: dict[str, bytes] = {}
     digests: dict[str, str] = {}
+    total_bytes = 0
     for real, display in files:
         try:
             stat = os.stat(real)
         except OSError:
             stat = None
+        total_bytes += stat.st_size if stat is not None else 0
+        if total_bytes > limits.max_revision_bytes:
+            problems.append(too_many_bytes(display, limits))
+            break
         known = previous.stats.get(display)
         # A file unchanged since the last run (same mtime, size and inode) keeps its digest
         # without being read. Files written just before that run are re-read ("racy" files,
@@ -432,15 +463,31 @@ def validate_documents(
     schemas: SchemaSet | None = None,
     *,
     problems: Iterable[Problem] = (),
+    limits: Limits = Limits(),
 ) -> ValidationResult:
     """Validate in-memory files (name, bytes): for sources that are not a directory.
 
     `problems` the source itself found (a Git tree's symlinks, unreadable blobs) join the
-    result as if validation had found them.
+    result as if validation had found them. The limits per file and per revision apply as
+    they do to a directory: past them, files are refused with an error, not checked.
     """
     schemas = schemas or default_schemas()
-    checked = [check_bytes(data, name, schemas) for name, data in named]
-    return validate_checked(checked, problems=problems)
+    found = list(problems)
+    checked = []
+    total_bytes = 0
+    for count, (name, data) in enumerate(named, start=1):
+        if count > limits.max_files_per_revision:
+            found.append(too_many_files(name, limits))
+            break
+        total_bytes += len(data)
+        if total_bytes > limits.max_revision_bytes:
+            found.append(too_many_bytes(name, limits))
+            break
+        if len(data) > limits.max_file_bytes:
+            found.append(too_large(name, len(data), limits))
+            continue
+        checked.append(check_bytes(data, name, schemas, limits))
+    return validate_checked(checked, problems=found)
 
 
 def validate_checked(

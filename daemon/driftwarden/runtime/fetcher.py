@@ -1,7 +1,9 @@
 """Following the source: fetch, validate a new revision in memory, and adopt it.
 
 Owns the SYNC job's first half: one `Source.fetch`, the git fetch metrics, and the log events
-of fetching (`sync.*`) and adopting (`revision.adopted`, `revision.invalid`). What was fetched
+of fetching (`sync.*`) and adopting (`revision.adopted`, `revision.invalid`, and
+`revision.check_failed` with the traceback when validating raised: that head is adopted as
+invalid, so it never stays unreported or blocks readiness). What was fetched
 is recorded in the shared `Revisions`, under the daemon's state lock. Must not reconcile,
 decide what is in force (`Revisions.adopt` does), or log anything a source URL could leak
 (messages are redacted).
@@ -17,7 +19,7 @@ from driftwarden.runtime.clock import Clock
 from driftwarden.runtime.logs import EventLog
 from driftwarden.runtime.metrics import Metrics
 from driftwarden.runtime.report import MAX_LISTED_PROBLEMS
-from driftwarden.runtime.revisions import Revisions, validate_snapshot
+from driftwarden.runtime.revisions import Revisions, unvalidated, validate_snapshot
 from driftwarden.runtime.source import Snapshot, Source
 
 
@@ -68,7 +70,11 @@ class Fetcher:
         )
 
     def _adopt(self, snapshot: Snapshot) -> None:
-        revision = validate_snapshot(snapshot)
+        try:
+            revision = validate_snapshot(snapshot)
+        except Exception as exc:  # a bug in validation: the head is invalid, not the daemon stuck
+            self.log.error("revision.check_failed", exc_info=True, revision=snapshot.revision)
+            revision = unvalidated(snapshot, exc)
         self.metrics.set_manifest_counts(revision.manifest_counts())
         with self.lock:
             previous = self.revisions.adopt(revision)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from driftwarden.engine.observe import Place as ObservedPlace
 from driftwarden.engine.reconcile import PassResult
+from driftwarden.manifests.problems import Problem
 from driftwarden.manifests.validation import ValidationResult, validate_documents
 from driftwarden.runtime.passview import Place
 from driftwarden.runtime.source import Snapshot
@@ -36,16 +37,43 @@ class Revision:
         return self.validation.valid
 
     def manifest_counts(self) -> list[tuple[str, bool, int]]:
+        """(kind, valid, count) for the manifests metric.
+
+        Files whose errors belong to no object (YAML that does not parse, a limit, a check that
+        failed) count as invalid objects of kind "unknown": otherwise a head broken that way
+        would show no invalid manifest at all, and the alert on invalid manifests would stay quiet.
+        """
         counts = []
         for kind, valid in (("Cluster", len(self.validation.clusters)), ("Deployment", len(self.validation.deployments))):
             declared = self.validation.declared.get(kind, 0)
             counts += [(kind, True, valid), (kind, False, max(0, declared - valid))]
+        unattributed = {p.file for p in self.validation.errors if p.kind is None}
+        counts.append(("unknown", False, len(unattributed)))
         return counts
 
 
 def validate_snapshot(snapshot: Snapshot) -> Revision:
     """Validate a snapshot's files in memory; the snapshot's own problems count as errors too."""
     validation = validate_documents(sorted(snapshot.files.items()), problems=snapshot.problems)
+    return Revision(snapshot.revision, validation, empty=not snapshot.files, signer=snapshot.signer)
+
+
+def unvalidated(snapshot: Snapshot, exc: BaseException) -> Revision:
+    """The invalid revision for a snapshot whose validation raised `exc`: never in force.
+
+    Whatever went wrong, the head is then reported as invalid (with a problem naming the
+    exception) instead of the previous head staying reported as valid.
+    """
+    text = str(exc)
+    if len(text) > 200:
+        text = text[:200] + "..."
+    problem = Problem.error(
+        f"revision {snapshot.revision}",
+        "revision.check-failed",
+        f"validating this revision failed unexpectedly ({type(exc).__name__}: {text}); "
+        "the last valid revision stays in force",
+    )
+    validation = ValidationResult(sorted(snapshot.files), (), (), (*snapshot.problems, problem))
     return Revision(snapshot.revision, validation, empty=not snapshot.files, signer=snapshot.signer)
 
 

@@ -274,7 +274,7 @@ def test_the_healthcheck_command_fails_when_healthz_answers_503(
 
 def test_the_cache_volume_is_the_only_writable_state(monkeypatch: pytest.MonkeyPatch) -> None:
     """HOME, TMPDIR and driftwarden's cache dir are all in the VOLUME, made for the image's user."""
-    from driftwarden.manifests.validation import default_cache_dir
+    from driftwarden.manifests.cache import default_cache_dir
 
     (volume,) = final("VOLUME")
     (cache,) = exec_form(volume.args)

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 from driftwarden.cli import options, render
 from driftwarden.cli.options import SCHEMA_NAMES
 from driftwarden.errors import DriftwardenError, UsageError
+from driftwarden.manifests.cache import default_cache_dir
 from driftwarden.manifests.schemas import ENVELOPE_FILE, SCHEMA_FILES
 from driftwarden.manifests.validation import (
     ValidationResult,
-    default_cache_dir,
     default_schemas,
     validate_paths,
 )

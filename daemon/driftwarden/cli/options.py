@@ -33,7 +33,7 @@ from typing import Any, Literal, NoReturn
 from driftwarden import __version__
 from driftwarden.engine.graph import DEFAULT_INSTANCE
 from driftwarden.errors import UsageError
-from driftwarden.manifests.validation import default_cache_dir
+from driftwarden.manifests.cache import default_cache_dir
 
 EXIT_USAGE = 2
 PREFIX = "DRIFTWARDEN_"

@@ -10,7 +10,7 @@ Two steps live here, both pure:
   the rest of driftwarden (graph, plan, status) consumes. A Deployment is built against its
   Cluster, because some of its defaults are the cluster's (the default node pool).
 
-What it must not do: read files, validate (that is `validation.py`), or know about AWS APIs.
+What it must not do: read files, validate (that is `validation.py` and `rules.py`), or know about AWS APIs.
 """
 
 from __future__ import annotations

@@ -6,11 +6,15 @@ documents that are valid and *all* problems of *all* files, each with file, line
 JSON pointer, kind and name. It never stops at the first error: a pull request gets every
 mistake in one run.
 
-Per-file work (parse, schema, defaults, normalisation) is cached by content hash, and spread
-over processes when there are many files; the cross-manifest checks always run on the whole
-set because they are about relations between files.
+Owns the pipeline: per-file work (parse, schema, defaults, normalisation), the limits per
+file and per revision, spreading that work over processes when there are many files, and
+`validate_checked`, which runs the rules of `rules.py` on the whole set (they are about
+relations between files) and builds the result. Per-file results are cached by content hash
+in `cache.py`.
 
-What it must not do: talk to AWS or Git, or raise for bad input.
+What it must not do: hold rules beyond the per-document envelope (those live in `rules.py`),
+read or write the cache's files itself (that is `cache.py`), talk to AWS or Git, or raise for
+bad input.
 """
 
 from __future__ import annotations
@@ -19,28 +23,24 @@ import concurrent.futures
 import contextlib
 import gc
 import hashlib
-import ipaddress
 import multiprocessing
 import os
-import pickle
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from driftwarden import __version__
 from driftwarden.manifests import astro
+from driftwarden.manifests.cache import TreeRecord, ValidationCache
 from driftwarden.manifests.loader import (
     Document,
     Limits,
     discover,
     load_bytes,
     read_bytes,
-    source_pointer,
     too_large,
     too_many_bytes,
     too_many_files,
@@ -48,7 +48,6 @@ from driftwarden.manifests.loader import (
 from driftwarden.manifests.model import (
     API_VERSION,
     KINDS,
-    OPT_IN_REGIONS,
     Cluster,
     Deployment,
     Origin,
@@ -60,56 +59,20 @@ from driftwarden.manifests.model import (
 )
 from driftwarden.manifests.problems import Problem
 from driftwarden.manifests.result import ValidationResult as ValidationResult
+from driftwarden.manifests.rules import (
+    CheckedDocument,
+    CheckedFile,
+    check_cluster,
+    check_cluster_overlaps,
+    check_deployment,
+    check_pool_capacity,
+    check_shared_external_ids,
+    unique,
+)
 from driftwarden.manifests.schemas import SchemaSet
 
-MAX_NODE_POOLS = 11
-RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 # Below this many files to check, starting worker processes costs more than it saves.
 PARALLEL_THRESHOLD = 400
-
-
-@dataclass(frozen=True)
-class CheckedDocument:
-    """One document after the per-file checks; `spec` is None when it is not valid."""
-
-    file: str
-    index: int
-    kind: str | None
-    name: str | None
-    line: int
-    positions: Mapping[str, tuple[int, int]]
-    metadata: dict[str, Any] | None = None
-    spec: dict[str, Any] | None = None
-    # What the author wrote themselves (before defaults), for checks that care.
-    authored_keys: frozenset[str] = frozenset()
-    # Set for a document converted from an Astro CLI file (see `Document.source_pointers`).
-    source_pointers: Mapping[str, str] | None = None
-
-    def position(self, pointer: str) -> tuple[int, int]:
-        return Document(self.file, self.index, None, self.positions).position(pointer)
-
-    def problem(self, rule: str, message: str, pointer: str, *, warning: bool = False) -> Problem:
-        line, column = self.position(pointer)
-        make = Problem.warning if warning else Problem.error
-        return make(
-            self.file,
-            rule,
-            message,
-            line=line,
-            column=column,
-            pointer=source_pointer(self.source_pointers, pointer),
-            kind=self.kind,
-            name=self.name,
-        )
-
-
-@dataclass(frozen=True)
-class CheckedFile:
-    """One file after the per-file checks: what the validation cache keeps per content hash."""
-
-    file: str
-    documents: tuple[CheckedDocument, ...]
-    problems: tuple[Problem, ...]
 
 
 # --- per file ---------------------------------------------------------------------------------
@@ -231,87 +194,6 @@ def _schema_problem(document: Document, error: Any, kind: str | None, name: str 
         document.file, error.rule, error.message, line=line, column=column, pointer=pointer, kind=kind, name=name
     )
 
-
-# --- the cache ----------------------------------------------------------------------------------
-
-
-@dataclass
-class TreeRecord:
-    """What the last run over a tree saw: file stats and digests, and its whole report.
-
-    Small next to the per-file entries, so an unchanged tree is answered without them.
-    """
-
-    # display name -> (mtime_ns, size, inode, content digest)
-    stats: dict[str, tuple[int, int, int, str]] = field(default_factory=dict)
-    key: str = ""
-    written_ns: int = 0
-    files: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    declared: dict[str, int] = field(default_factory=dict)
-
-
-class ValidationCache:
-    """Per-file results keyed by (path, content hash), for fast re-validation.
-
-    The key includes the schemas' fingerprint and driftwarden's version, so an upgrade or a
-    schema change never serves a stale verdict. Two files: the per-file entries (loaded only
-    when some file changed) and a small record of the whole tree (see `TreeRecord`).
-    """
-
-    def __init__(self, directory: Path | None, schemas: SchemaSet) -> None:
-        stem = f"validate-{__version__}-{schemas.fingerprint}"
-        self.path = directory / f"{stem}.pickle" if directory else None
-        self.tree_path = directory / f"{stem}.tree.pickle" if directory else None
-        self._entries: dict[tuple[str, str], CheckedFile] | None = None
-        self.dirty = False
-        self.tree = self._load(self.tree_path, TreeRecord) or TreeRecord()
-
-    @staticmethod
-    def _load(path: Path | None, kind: type) -> Any:
-        if path is None or not path.exists():
-            return None
-        try:
-            with path.open("rb") as handle:
-                loaded = pickle.load(handle)
-        except Exception:  # a corrupt or foreign cache is only a cache: start afresh
-            return None
-        return loaded if isinstance(loaded, kind) else None
-
-    @property
-    def entries(self) -> dict[tuple[str, str], CheckedFile]:
-        if self._entries is None:
-            self._entries = self._load(self.path, dict) or {}
-        return self._entries
-
-    def get(self, display: str, digest: str) -> CheckedFile | None:
-        return self.entries.get((display, digest))
-
-    def put(self, display: str, digest: str, checked: CheckedFile) -> None:
-        self.entries[(display, digest)] = checked
-        self.dirty = True
-
-    def save(self, keep: Iterable[tuple[str, str]], tree: TreeRecord) -> None:
-        if self.path is None or self.tree_path is None:
-            return
-        keep = set(keep)
-        with contextlib.suppress(OSError):  # a read-only cache location must not fail validation
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self._entries is not None and (self.dirty or keep != set(self._entries)):
-                _write_atomically(self.path, {k: v for k, v in self._entries.items() if k in keep})
-            _write_atomically(self.tree_path, tree)
-
-
-def _write_atomically(path: Path, value: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".validate-")
-    with os.fdopen(fd, "wb") as handle:
-        pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "driftwarden"
 
 
 def _check_chunk(items: Sequence[tuple[bytes, str]]) -> list[CheckedFile]:
@@ -509,29 +391,29 @@ def validate_checked(
     for doc in documents:
         if doc.kind:
             declared[doc.kind] += 1
-    cluster_docs = _unique(documents, "Cluster", problems)
-    deployment_docs = _unique(documents, "Deployment", problems)
+    cluster_docs = unique(documents, "Cluster", problems)
+    deployment_docs = unique(documents, "Deployment", problems)
     clusters: dict[str, Cluster] = {}
     for doc in cluster_docs:
         assert doc.spec is not None and doc.metadata is not None
-        found = _check_cluster(doc)
+        found = check_cluster(doc)
         problems.extend(found)
         if not any(p.is_error for p in found):
             clusters[doc.name or ""] = cluster_from_spec(doc.metadata, doc.spec, Origin(doc.file, doc.line, doc.index))
-    problems.extend(_check_cluster_overlaps(cluster_docs))
-    problems.extend(_check_shared_external_ids(cluster_docs))
+    problems.extend(check_cluster_overlaps(cluster_docs))
+    problems.extend(check_shared_external_ids(cluster_docs))
     deployments: list[Deployment] = []
     declared_clusters = {d.name for d in documents if d.kind == "Cluster"}
     for doc in deployment_docs:
         assert doc.spec is not None and doc.metadata is not None
         cluster = clusters.get(doc.spec["cluster"])
-        found = _check_deployment(doc, cluster, doc.spec["cluster"] in declared_clusters)
+        found = check_deployment(doc, cluster, doc.spec["cluster"] in declared_clusters)
         problems.extend(found)
         if cluster is not None and not any(p.is_error for p in found):
             deployments.append(
                 deployment_from_spec(doc.metadata, doc.spec, cluster, Origin(doc.file, doc.line, doc.index))
             )
-    problems.extend(_check_pool_capacity(deployments, clusters, {d.name or "": d for d in deployment_docs}))
+    problems.extend(check_pool_capacity(deployments, clusters, {d.name or "": d for d in deployment_docs}))
     return ValidationResult(
         files=[f.file for f in files] if names is None else names,
         clusters=sorted(clusters.values(), key=lambda c: c.name),
@@ -540,300 +422,3 @@ def validate_checked(
         declared=declared,
         cached_files=cached_files,
     )
-
-
-def _unique(documents: Sequence[CheckedDocument], kind: str, problems: list[Problem]) -> list[CheckedDocument]:
-    """Documents of `kind`, the first of each name only; later ones are duplicate-name errors."""
-    first: dict[str, CheckedDocument] = {}
-    unique = []
-    for doc in documents:
-        if doc.kind != kind or doc.spec is None:
-            continue
-        name = doc.name or ""
-        if name in first:
-            other = first[name]
-            problems.append(
-                doc.problem(
-                    "manifest.duplicate-name",
-                    f"{kind} {name!r} is already declared in {other.file}:{other.position('/metadata/name')[0]}; names are unique per kind",
-                    "/metadata/name",
-                )
-            )
-            continue
-        first[name] = doc
-        unique.append(doc)
-    return unique
-
-
-# --- Cluster checks -----------------------------------------------------------------------------
-
-
-def _check_cluster(doc: CheckedDocument) -> list[Problem]:
-    spec = doc.spec
-    assert spec is not None
-    found: list[Problem] = []
-    pools = spec["nodePools"]
-    if len(pools) > MAX_NODE_POOLS:
-        found.append(
-            doc.problem(
-                "cluster.node-pool-count",
-                f"{len(pools)} node pools; at most {MAX_NODE_POOLS} (one default and 10 more)",
-                "/spec/nodePools",
-            )
-        )
-    defaults = [i for i, pool in enumerate(pools) if pool.get("isDefault")]
-    if len(defaults) != 1:
-        pointer = f"/spec/nodePools/{defaults[1]}/isDefault" if len(defaults) > 1 else "/spec/nodePools"
-        found.append(
-            doc.problem(
-                "cluster.default-pool",
-                f"exactly one node pool must have isDefault: true; found {len(defaults)}",
-                pointer,
-            )
-        )
-    names: dict[str, int] = {}
-    for i, pool in enumerate(pools):
-        if pool["name"] in names:
-            found.append(
-                doc.problem(
-                    "cluster.pool-name",
-                    f"node pool name {pool['name']!r} is used twice (also item {names[pool['name']]})",
-                    f"/spec/nodePools/{i}/name",
-                )
-            )
-        names.setdefault(pool["name"], i)
-        if pool["minNodeCount"] > pool["maxNodeCount"]:
-            found.append(
-                doc.problem(
-                    "cluster.pool-size",
-                    f"minNodeCount {pool['minNodeCount']} is greater than maxNodeCount {pool['maxNodeCount']}",
-                    f"/spec/nodePools/{i}/minNodeCount",
-                )
-            )
-    region = spec["region"]
-    for i, zone in enumerate(spec["availabilityZones"]):
-        if not zone.startswith(region) or len(zone) != len(region) + 1:
-            found.append(
-                doc.problem(
-                    "cluster.availability-zone",
-                    f"availability zone {zone!r} is not in region {region}",
-                    f"/spec/availabilityZones/{i}",
-                )
-            )
-    if region in OPT_IN_REGIONS:
-        found.append(
-            doc.problem(
-                "cluster.opt-in-region",
-                f"{region} is an opt-in region: it must be enabled in account {spec['account']['id']} before the cluster can be created",
-                "/spec/region",
-                warning=True,
-            )
-        )
-    if "network" not in spec:
-        found.extend(_check_cidr(doc, spec["vpcSubnetRange"]))
-    return found
-
-
-def _check_cidr(doc: CheckedDocument, text: str) -> list[Problem]:
-    pointer = "/spec/vpcSubnetRange"
-    try:
-        network = ipaddress.ip_network(text, strict=True)
-    except ValueError as exc:
-        return [doc.problem("cluster.cidr", f"{text!r} is not a valid network: {exc}", pointer)]
-    problems = []
-    private = isinstance(network, ipaddress.IPv4Network) and any(network.subnet_of(block) for block in RFC1918)
-    if not private:
-        problems.append(
-            doc.problem(
-                "cluster.cidr",
-                f"{text} is not private address space; use a range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 (RFC 1918)",
-                pointer,
-            )
-        )
-    if not 16 <= network.prefixlen <= 20:
-        problems.append(
-            doc.problem("cluster.cidr", f"prefix /{network.prefixlen} is outside /16 to /20", pointer)
-        )
-    return problems
-
-
-def _check_cluster_overlaps(docs: Sequence[CheckedDocument]) -> list[Problem]:
-    by_place: dict[tuple[str, str], list[tuple[CheckedDocument, Any]]] = defaultdict(list)
-    problems = []
-    for doc in docs:
-        spec = doc.spec
-        assert spec is not None
-        if "network" in spec:
-            continue
-        try:
-            network = ipaddress.ip_network(spec["vpcSubnetRange"])
-        except ValueError:
-            continue
-        place = (spec["account"]["id"], spec["region"])
-        for other, other_network in by_place[place]:
-            if network.overlaps(other_network):
-                problems.append(
-                    doc.problem(
-                        "cluster.cidr-overlap",
-                        f"vpcSubnetRange {network} overlaps {other_network} of Cluster {other.name!r} "
-                        f"({other.file}:{other.position('/spec/vpcSubnetRange')[0]}) in the same account and region",
-                        "/spec/vpcSubnetRange",
-                    )
-                )
-        by_place[place].append((doc, network))
-    return problems
-
-
-def _check_shared_external_ids(docs: Sequence[CheckedDocument]) -> list[Problem]:
-    first: dict[str, CheckedDocument] = {}
-    problems = []
-    for doc in docs:
-        assert doc.spec is not None
-        external_id = doc.spec["account"]["externalId"]
-        if external_id in first:
-            problems.append(
-                doc.problem(
-                    "cluster.shared-external-id",
-                    f"ExternalId is also used by Cluster {first[external_id].name!r}; give each cluster its own",
-                    "/spec/account/externalId",
-                    warning=True,
-                )
-            )
-        first.setdefault(external_id, doc)
-    return problems
-
-
-# --- Deployment checks --------------------------------------------------------------------------
-
-
-def _check_deployment(doc: CheckedDocument, cluster: Cluster | None, cluster_declared: bool) -> list[Problem]:
-    spec = doc.spec
-    assert spec is not None
-    found: list[Problem] = []
-    executor = spec["executor"]
-    queues = spec.get("workerQueues", [])
-    if executor == "KUBERNETES" and "workerQueues" in doc.authored_keys and queues:
-        found.append(
-            doc.problem(
-                "deployment.queues-with-kubernetes",
-                "workerQueues are only for the CELERY executor; the KUBERNETES executor runs each task in its own pod (use taskPodNodePool)",
-                "/spec/workerQueues",
-            )
-        )
-    if executor == "CELERY" and "taskPodNodePool" in doc.authored_keys:
-        found.append(
-            doc.problem(
-                "deployment.task-pool-with-celery",
-                "taskPodNodePool is only for the KUBERNETES executor; CELERY workers run on their queue's workerType",
-                "/spec/taskPodNodePool",
-            )
-        )
-    if executor == "CELERY" and queues:
-        names: dict[str, int] = {}
-        for i, queue in enumerate(queues):
-            if queue["name"] in names:
-                found.append(
-                    doc.problem("deployment.queue-name", f"queue name {queue['name']!r} is used twice", f"/spec/workerQueues/{i}/name")
-                )
-            names.setdefault(queue["name"], i)
-            if queue.get("minWorkerCount", 0) > queue.get("maxWorkerCount", 10):
-                found.append(
-                    doc.problem(
-                        "deployment.queue-size",
-                        f"minWorkerCount {queue['minWorkerCount']} is greater than maxWorkerCount {queue['maxWorkerCount']}",
-                        f"/spec/workerQueues/{i}/minWorkerCount",
-                    )
-                )
-        if "default" not in names:
-            found.append(
-                doc.problem(
-                    "deployment.default-queue",
-                    "when workerQueues are given, one of them must be named 'default'",
-                    "/spec/workerQueues",
-                )
-            )
-    seen_keys: dict[str, int] = {}
-    for i, variable in enumerate(spec.get("environmentVariables", [])):
-        if variable["key"] in seen_keys:
-            found.append(
-                doc.problem(
-                    "deployment.variable-key",
-                    f"environment variable {variable['key']!r} is set twice (also item {seen_keys[variable['key']]})",
-                    f"/spec/environmentVariables/{i}/key",
-                )
-            )
-        seen_keys.setdefault(variable["key"], i)
-    cluster_name = spec["cluster"]
-    if cluster is None:
-        if cluster_declared:
-            found.append(
-                doc.problem(
-                    "deployment.cluster-invalid",
-                    f"Cluster {cluster_name!r} is invalid; fix it first (this Deployment is checked against it)",
-                    "/spec/cluster",
-                )
-            )
-        else:
-            found.append(
-                doc.problem("deployment.cluster-missing", f"no Cluster named {cluster_name!r} is declared", "/spec/cluster")
-            )
-        return found
-    if cluster.workspaces and spec["workspace"] not in cluster.workspaces:
-        found.append(
-            doc.problem(
-                "deployment.workspace",
-                f"workspace {spec['workspace']!r} may not place deployments on Cluster {cluster.name!r}; allowed: {', '.join(cluster.workspaces)}",
-                "/spec/workspace",
-            )
-        )
-    pool_types = sorted({pool.node_instance_type for pool in cluster.node_pools})
-    if executor == "CELERY":
-        for i, queue in enumerate(queues):
-            worker_type = queue.get("workerType")
-            if worker_type and worker_type not in pool_types:
-                found.append(
-                    doc.problem(
-                        "deployment.worker-type",
-                        f"workerType {worker_type!r} is not the instance type of any node pool of Cluster {cluster.name!r}; available: {', '.join(pool_types)}",
-                        f"/spec/workerQueues/{i}/workerType",
-                    )
-                )
-    task_pool = spec.get("taskPodNodePool")
-    if executor == "KUBERNETES" and task_pool and cluster.pool(task_pool) is None:
-        found.append(
-            doc.problem(
-                "deployment.task-pod-pool",
-                f"Cluster {cluster.name!r} has no node pool {task_pool!r}; pools: {', '.join(p.name for p in cluster.node_pools)}",
-                "/spec/taskPodNodePool",
-            )
-        )
-    return found
-
-
-def _check_pool_capacity(
-    deployments: Sequence[Deployment], clusters: Mapping[str, Cluster], docs: Mapping[str, CheckedDocument]
-) -> list[Problem]:
-    """Warn when the queues placed on a pool could ask for more nodes than it may have."""
-    demand: dict[tuple[str, str], list[tuple[Deployment, int]]] = defaultdict(list)
-    for deployment in deployments:
-        for i, queue in enumerate(deployment.worker_queues):
-            demand[(deployment.cluster, queue.worker_type)].append((deployment, i))
-    problems = []
-    for (cluster_name, worker_type), users in sorted(demand.items()):
-        cluster = clusters[cluster_name]
-        pools = [p for p in cluster.node_pools if p.node_instance_type == worker_type]
-        capacity = sum(p.max_node_count for p in pools)
-        wanted = sum(d.worker_queues[i].max_worker_count for d, i in users)
-        if wanted > capacity:
-            deployment, index = users[-1]
-            doc = docs[deployment.name]
-            problems.append(
-                doc.problem(
-                    "deployment.pool-capacity",
-                    f"queues on {worker_type} in Cluster {cluster_name!r} may use up to {wanted} workers, "
-                    f"but its node pool(s) {', '.join(p.name for p in pools)} allow at most {capacity} nodes",
-                    f"/spec/workerQueues/{index}/maxWorkerCount",
-                    warning=True,
-                )
-            )
-    return problems

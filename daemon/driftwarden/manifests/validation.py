@@ -34,17 +34,17 @@ from typing import Any
 
 from driftwarden import __version__
 from driftwarden.manifests import astro
-from driftwarden.manifests.loader import (
+from driftwarden.manifests.discovery import (
     Document,
     Limits,
     discover,
-    load_bytes,
     read_bytes,
     source_pointer,
     too_large,
     too_many_bytes,
     too_many_files,
 )
+from driftwarden.manifests.loader import load_bytes
 from driftwarden.manifests.model import (
     API_VERSION,
     KINDS,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from driftwarden.manifests.loader import Limits, depth_bound, discover, load_bytes
+from driftwarden.manifests.discovery import Limits, discover
+from driftwarden.manifests.loader import depth_bound, load_bytes
 from driftwarden.manifests.validation import validate_documents, validate_paths
 
 CLUSTER = """\

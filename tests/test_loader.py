@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from driftwarden.manifests.loader import Limits, discover, load_bytes, load_file
+from driftwarden.manifests.discovery import Limits, discover
+from driftwarden.manifests.loader import load_bytes, load_file
 
 
 def only_problem(source: bytes, limits: Limits = Limits()):

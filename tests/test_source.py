@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from driftwarden.errors import SourceError, UsageError
-from driftwarden.manifests.loader import Limits
+from driftwarden.manifests.discovery import Limits
 from driftwarden.redaction import redact, redact_url
 from driftwarden.runtime.git_source import GitSource
 from driftwarden.runtime.source import (
@@ -134,7 +134,7 @@ def test_directory_revision_follows_content_not_timestamps(tmp_path: Path) -> No
 
 
 def test_directory_source_refuses_symlinks_leaving_the_root(tmp_path: Path) -> None:
-    """A directory source applies loader.discover's rule: a symlink out of the root is a problem, not a file."""
+    """A directory source applies discovery.discover's rule: a symlink out of the root is a problem, not a file."""
     outside = tmp_path / "secret.yaml"
     outside.write_text("password: hunter2\n")
     root = tmp_path / "checkout"

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from driftwarden.manifests.loader import Document
+from driftwarden.manifests.discovery import Document
 from driftwarden.manifests.model import API_VERSION
 from driftwarden.manifests.problems import Problem
 

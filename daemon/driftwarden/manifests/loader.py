@@ -1,30 +1,27 @@
-"""YAML files in, plain documents with a line and column for every node out.
+"""YAML text in, plain documents with a line and column for every node out.
 
-This is the only module that imports ruamel.yaml. It finds manifest files under the given
-paths, reads each one defensively and turns every YAML document into a `Document`: plain
-Python data (dict, list, str, int, float, bool, None) plus a map from JSON pointer to source
-position, so that every later error can name file, line and column.
+This is the only module that imports ruamel.yaml. It turns every YAML document in a file's
+bytes (read and decoded by `discovery.py`) into a `Document`: plain Python data (dict, list,
+str, int, float, bool, None) plus a map from JSON pointer to source position, so that every
+later error can name file, line and column.
 
-Hostile or broken input never crashes or hangs the loader; it becomes a `Problem`:
-files over a size limit, revisions over a file-count limit, bytes that are not UTF-8, binary
-files, YAML syntax errors, tabs used for indentation, duplicate keys, alias expansion bombs
-("billion laughs"), nesting deep enough to exhaust the C composer's stack (block or flow, found
-from libyaml's iterative event stream before anything is composed), scalars too long to be a
-manifest value, integers too large to be a count, directory trees of any depth (walked without
-recursion) and symlinks that leave the manifest root.
+Hostile or broken YAML never crashes or hangs the loader; it becomes a `Problem`: YAML syntax
+errors, tabs used for indentation, duplicate keys, alias expansion bombs ("billion laughs"),
+nesting deep enough to exhaust the C composer's stack (block or flow, found from libyaml's
+iterative event stream before anything is composed), scalars too long to be a manifest value
+and integers too large to be a count. Plain scalars resolve by the YAML 1.2 core schema, whose
+words, patterns and conversions live in `scalars.py`; here they become ruamel's tag objects.
 
-What it must not do: know about manifest kinds or schemas (that is `validation.py`).
+What it must not do: find or read files (that is `discovery.py`), or know about manifest kinds
+or schemas (that is `validation.py`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import math
-import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,235 +31,29 @@ from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent, Documen
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.tag import Tag
 
+from driftwarden.manifests.discovery import (
+    Document,
+    FileResult,
+    Limits,
+    decode,
+    escape_pointer_token,
+    read_bytes,
+)
 from driftwarden.manifests.problems import Problem
-
-MANIFEST_SUFFIXES = (".yaml", ".yml")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds that keep hostile input from using unbounded time or memory."""
-
-    max_file_bytes: int = 1024 * 1024
-    # Nodes produced for one document after alias expansion: a real manifest has a few
-    # hundred; a "billion laughs" document asks for billions.
-    max_nodes_per_document: int = 100_000
-    # Nesting deeper than this is never a manifest, and far deeper nesting overflows the
-    # C parser's stack, so it is rejected before composing.
-    max_depth: int = 64
-    max_documents_per_file: int = 1_000
-    # One scalar longer than this is no manifest value (the longest real ones are secrets,
-    # policies and certificates of a few KiB).
-    max_scalar_chars: int = 64 * 1024
-    # Integers beyond a signed 64-bit range are no count, size or port; far larger ones also
-    # break str() (Python's 4,300-digit limit) wherever a message quotes them.
-    max_integer: int = 2**63 - 1
-    # Per revision: a repository of manifests has hundreds of files, not a million.
-    max_files_per_revision: int = 5_000
-    max_revision_bytes: int = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Document:
-    """One YAML document: plain data plus where each node stands in the file."""
-
-    file: str
-    index: int
-    data: Any
-    # JSON pointer -> (line, column), 1-based. For a mapping entry the position of its
-    # key, because "line 12: spec.region" is where a reader looks for the problem.
-    positions: Mapping[str, tuple[int, int]]
-    # JSON pointer -> source text of scalars that YAML did not read as strings
-    # (numbers, booleans, dates), so errors can show what the author wrote.
-    raw_scalars: Mapping[str, str] = field(default_factory=dict)
-    # For a document converted from another layout (an Astro CLI deployment file): our
-    # pointer -> the pointer of the same node in the file, so problems name what the author
-    # can find. Empty for a document read as written.
-    source_pointers: Mapping[str, str] = field(default_factory=dict)
-
-    def source_pointer(self, pointer: str) -> str:
-        """`pointer` as it reads in the file: the nearest converted ancestor's source pointer."""
-        return source_pointer(self.source_pointers, pointer)
-
-    def position(self, pointer: str) -> tuple[int, int]:
-        """Position of `pointer`, or of its nearest ancestor that has one."""
-        while True:
-            found = self.positions.get(pointer)
-            if found is not None:
-                return found
-            if not pointer:
-                return (1, 1)
-            pointer = pointer.rsplit("/", 1)[0]
-
-
-@dataclass(frozen=True)
-class FileResult:
-    """What loading one file produced."""
-
-    file: str
-    documents: tuple[Document, ...]
-    problems: tuple[Problem, ...]
-
-
-def source_pointer(source_pointers: Mapping[str, str] | None, pointer: str) -> str:
-    """Translate `pointer` of a converted document back into its file (identity if not converted).
-
-    A pointer the conversion did not record (a field filled in by a default) becomes its
-    nearest recorded ancestor: the remainder would be spelled in the other layout.
-    """
-    if not source_pointers:
-        return pointer
-    while pointer and pointer not in source_pointers:
-        pointer = pointer.rsplit("/", 1)[0]
-    return source_pointers.get(pointer, "")
-
-
-def escape_pointer_token(token: str) -> str:
-    """Escape one JSON pointer reference token (RFC 6901)."""
-    return token.replace("~", "~0").replace("/", "~1")
-
-
-def discover(
-    paths: Iterable[str | os.PathLike[str]], limits: Limits = Limits()
-) -> tuple[list[tuple[str, str]], list[Problem]]:
-    """Every manifest file under `paths`, as (real path, display name), sorted and unique.
-
-    A directory is walked for `*.yaml`/`*.yml` (hidden directories such as `.git` are
-    skipped); a file is taken whatever its suffix. A symlink whose target lies outside the
-    root it was found under is refused: a manifest repository must not be able to make the
-    daemon read arbitrary files of its host. Finding more than `limits.max_files_per_revision`
-    files is an error and stops the walk, so a hostile tree costs bounded time.
-    """
-    found: dict[str, str] = {}
-    problems: list[Problem] = []
-    for given in paths:
-        given_path = Path(given)
-        if not given_path.exists() and not given_path.is_symlink():
-            problems.append(Problem.error(str(given), "path.missing", "no such file or directory"))
-            continue
-        if given_path.is_file() or (given_path.is_symlink() and not given_path.is_dir()):
-            real = given_path.resolve()
-            if not real.is_file():
-                problems.append(Problem.error(str(given), "path.dangling", "symlink target does not exist"))
-                continue
-            found.setdefault(str(real), str(given))
-        else:
-            root = given_path.resolve()
-            _walk(os.path.normpath(str(given_path)), str(root), root, given_path, found, problems, limits)
-        if len(found) > limits.max_files_per_revision:
-            problems.append(too_many_files(str(given), limits))
-            break
-    ordered = sorted(found.items(), key=lambda item: item[1])
-    return ordered, problems
-
-
-def too_many_files(display: str, limits: Limits) -> Problem:
-    """The error for a revision with more manifest files than `limits` allow."""
-    return Problem.error(
-        display,
-        "revision.too-many-files",
-        f"more than {limits.max_files_per_revision} manifest files; a revision is limited to "
-        f"{limits.max_files_per_revision} files",
-    )
-
-
-def too_many_bytes(display: str, limits: Limits) -> Problem:
-    """The error for a revision whose manifest files together exceed `limits` (at `display`)."""
-    return Problem.error(
-        display,
-        "revision.too-large",
-        f"manifest files up to this one total more than {limits.max_revision_bytes} bytes, "
-        "the limit for one revision; the rest were not read",
-    )
-
-
-def _walk(
-    top: str,
-    real_top: str,
-    root: Path,
-    given: Path,
-    found: dict[str, str],
-    problems: list[Problem],
-    limits: Limits,
-) -> None:
-    """Depth-first over `top` with os.scandir: one syscall per directory, none per file.
-
-    An explicit stack, not recursion: a tree nested thousands of levels deep is walked like
-    any other. Directory symlinks are not followed, so a plain file's real path is its place
-    under the root; only symlinked files are resolved and checked against the root. The walk
-    stops once more files than the limit allows were found.
-    """
-    stack = [(top, real_top)]
-    while stack:
-        directory, real_directory = stack.pop()
-        try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError as exc:
-            problems.append(Problem.error(directory, "file.unreadable", f"cannot read directory: {exc.strerror}"))
-            continue
-        subdirectories = []
-        for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue
-            display = entry.path if directory != "." else name
-            if entry.is_dir(follow_symlinks=False):
-                subdirectories.append((display, os.path.join(real_directory, name)))
-                continue
-            if not name.endswith(MANIFEST_SUFFIXES):
-                continue
-            if not entry.is_symlink():
-                found.setdefault(os.path.join(real_directory, name), display)
-            else:
-                real = Path(display).resolve()
-                if not real.is_relative_to(root):
-                    problems.append(
-                        Problem.error(
-                            display,
-                            "path.symlink-escape",
-                            f"symlink points outside the manifest root {given} (manifests must live inside the repository)",
-                        )
-                    )
-                elif not real.is_file():
-                    problems.append(Problem.error(display, "path.dangling", "symlink target does not exist"))
-                else:
-                    found.setdefault(str(real), display)
-            if len(found) > limits.max_files_per_revision:
-                return
-        # Reversed onto the stack, so directories are still visited in name order.
-        stack.extend(reversed(subdirectories))
-
-
-def read_bytes(
-    path: str | os.PathLike[str], display: str, limits: Limits
-) -> tuple[bytes | None, Problem | None]:
-    """The file's bytes, or a problem when it is too large to be a manifest."""
-    try:
-        size = os.stat(path).st_size
-        if size > limits.max_file_bytes:
-            return None, too_large(display, size, limits)
-        with open(path, "rb") as handle:
-            # Read one byte past the limit: the file may have grown since stat().
-            data = handle.read(limits.max_file_bytes + 1)
-    except OSError as exc:
-        return None, Problem.error(display, "file.unreadable", f"cannot read file: {exc.strerror}")
-    if len(data) > limits.max_file_bytes:
-        return None, too_large(display, len(data), limits)
-    return data, None
-
-
-def too_large(display: str, size: int, limits: Limits) -> Problem:
-    """The error for a file larger than `limits` allow."""
-    return Problem.error(
-        display,
-        "file.too-large",
-        f"file is {size} bytes; manifests are limited to {limits.max_file_bytes} bytes",
-    )
+from driftwarden.manifests.scalars import (
+    BOOL_WORDS,
+    FLOAT_RE,
+    INT_RE,
+    NON_STRING_STARTS,
+    NULL_WORDS,
+    SCALAR_CONVERTERS,
+    excerpt,
+)
 
 
 def load_bytes(data: bytes, display: str, limits: Limits = Limits()) -> FileResult:
     """Parse one file's bytes into documents and problems. Never raises for bad input."""
-    text, problem = _decode(data, display)
+    text, problem = decode(data, display)
     if problem is not None:
         return FileResult(display, (), (problem,))
     assert text is not None
@@ -321,24 +112,6 @@ def load_file(path: Path, display: str, limits: Limits = Limits()) -> FileResult
     return load_bytes(data, display, limits)
 
 
-def _decode(data: bytes, display: str) -> tuple[str | None, Problem | None]:
-    if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        return None, Problem.error(display, "file.binary", "file contains NUL bytes; it is not a YAML text file", line=line)
-    try:
-        return data.decode("utf-8-sig"), None
-    except UnicodeDecodeError as exc:
-        before = data[: exc.start]
-        line = before.count(b"\n") + 1
-        column = exc.start - (before.rfind(b"\n") + 1) + 1
-        return None, Problem.error(
-            display,
-            "file.encoding",
-            f"byte 0x{data[exc.start]:02x} is not valid UTF-8; manifests must be UTF-8 text",
-            line=line,
-            column=column,
-        )
-
 
 def _core_tag(name: str) -> Tag:
     return Tag(suffix=f"tag:yaml.org,2002:{name}")
@@ -348,27 +121,18 @@ def _core_tag(name: str) -> Tag:
 _TAG_STR, _TAG_INT, _TAG_FLOAT, _TAG_BOOL, _TAG_NULL, _TAG_MERGE, _TAG_SEQ, _TAG_MAP = (
     _core_tag(name) for name in ("str", "int", "float", "bool", "null", "merge", "seq", "map")
 )
-# The YAML 1.2 core schema (as ruamel reads it, minus timestamps, which manifests keep as text).
-_NULL_WORDS = frozenset({"", "~", "null", "Null", "NULL"})
-_BOOL_WORDS = frozenset({"true", "True", "TRUE", "false", "False", "FALSE"})
-_INT_RE = re.compile(r"[-+]?(?:[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+|0b[01_]+)\Z")
-_FLOAT_RE = re.compile(
-    r"(?:[-+]?(?:\.[0-9_]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))\Z"
-)
-# Only these first characters can start a plain scalar that is not a string.
-_NON_STRING_STARTS = frozenset("0123456789-+.~<nNtTfF")
 
 
 def _resolve_plain(value: str) -> Tag:
-    if not value or value in _NULL_WORDS:
+    if not value or value in NULL_WORDS:
         return _TAG_NULL
-    if value[0] not in _NON_STRING_STARTS:
+    if value[0] not in NON_STRING_STARTS:
         return _TAG_STR
-    if value in _BOOL_WORDS:
+    if value in BOOL_WORDS:
         return _TAG_BOOL
-    if _INT_RE.match(value):
+    if INT_RE.match(value):
         return _TAG_INT
-    if _FLOAT_RE.match(value):
+    if FLOAT_RE.match(value):
         return _TAG_FLOAT
     if value == "<<":
         return _TAG_MERGE
@@ -635,7 +399,7 @@ class _Converter:
         tag = node.tag or ""
         if tag == _STR:
             return value
-        converter = _SCALAR_CONVERTERS.get(tag)
+        converter = SCALAR_CONVERTERS.get(tag)
         if converter is None:
             if tag.startswith("!") or not tag.startswith("tag:yaml.org,2002:"):
                 self._fail(node, "yaml.tag", f"custom YAML tag {tag} is not supported in manifests")
@@ -644,78 +408,19 @@ class _Converter:
         try:
             result = converter(value)
         except (ValueError, ArithmeticError):
-            self._fail(node, "yaml.scalar", f"cannot read {_excerpt(value)!r} as {tag.rsplit(':', 1)[-1]}")
+            self._fail(node, "yaml.scalar", f"cannot read {excerpt(value)!r} as {tag.rsplit(':', 1)[-1]}")
             return None
         kind = type(result)  # exact types: bool is an int, but never too large
         if kind is int and abs(result) > self.limits.max_integer:
             self._fail(
-                node, "yaml.number-too-large", f"integer {_excerpt(value)} is beyond {self.limits.max_integer}"
+                node, "yaml.number-too-large", f"integer {excerpt(value)} is beyond {self.limits.max_integer}"
             )
             return None
         elif kind is float and math.isinf(result) and "inf" not in value.lower():
             # 1e999 reads as infinity: no manifest means that, and JSON cannot carry it.
-            self._fail(node, "yaml.number-too-large", f"number {_excerpt(value)} is out of range")
+            self._fail(node, "yaml.number-too-large", f"number {excerpt(value)} is out of range")
             return None
         self.raw_scalars[pointer] = value
         return result
 
 
-def _excerpt(text: str, limit: int = 40) -> str:
-    """`text` shortened for a message: a hostile scalar must not become a megabyte of log."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-# More digits than any integer within `Limits.max_integer` can have in any base (64 binary
-# digits); checked before converting, since int() of a long decimal string is quadratic and
-# refused beyond 4,300 digits.
-_MAX_INT_DIGITS = 80
-
-
-def _to_int(text: str) -> int:
-    digits = text.replace("_", "").lstrip("+-")
-    if digits[:2] in ("0x", "0o", "0b"):
-        digits = digits[2:]
-    if len(digits.lstrip("0")) > _MAX_INT_DIGITS:
-        return -(10**30) if text.startswith("-") else 10**30  # far beyond the limit: the caller reports it
-    cleaned = text.replace("_", "")
-    sign = 1
-    if cleaned[:1] in ("+", "-"):  # not `in "+-"`: "" is in every string
-        sign = -1 if cleaned[0] == "-" else 1
-        cleaned = cleaned[1:]
-    if cleaned.startswith("0o"):
-        return sign * int(cleaned[2:], 8)
-    if cleaned.startswith("0x"):
-        return sign * int(cleaned[2:], 16)
-    if cleaned.startswith("0b"):
-        return sign * int(cleaned[2:], 2)
-    return sign * int(cleaned, 10)
-
-
-def _to_float(text: str) -> float:
-    cleaned = text.replace("_", "").lower()
-    if cleaned in (".inf", "+.inf"):
-        return float("inf")
-    if cleaned == "-.inf":
-        return float("-inf")
-    if cleaned == ".nan":
-        return float("nan")
-    return float(cleaned)
-
-
-def _to_bool(text: str) -> bool:
-    return text.lower() in ("true", "yes", "on", "y")
-
-
-def _to_timestamp(text: str) -> str:
-    # Manifests carry no timestamps; keep the author's text but make sure it parses.
-    _dt.date.fromisoformat(text[:10])
-    return text
-
-
-_SCALAR_CONVERTERS: dict[str, Any] = {
-    "tag:yaml.org,2002:int": _to_int,
-    "tag:yaml.org,2002:float": _to_float,
-    "tag:yaml.org,2002:bool": _to_bool,
-    "tag:yaml.org,2002:null": lambda _text: None,
-    "tag:yaml.org,2002:timestamp": _to_timestamp,
-}

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from driftwarden.manifests.loader import Document, source_pointer
+from driftwarden.manifests.discovery import Document, source_pointer
 from driftwarden.manifests.model import OPT_IN_REGIONS, Cluster, Deployment
 from driftwarden.manifests.problems import Problem
 

@@ -35,16 +35,16 @@ from typing import Any
 
 from driftwarden.manifests import astro
 from driftwarden.manifests.cache import TreeRecord, ValidationCache
-from driftwarden.manifests.loader import (
+from driftwarden.manifests.discovery import (
     Document,
     Limits,
     discover,
-    load_bytes,
     read_bytes,
     too_large,
     too_many_bytes,
     too_many_files,
 )
+from driftwarden.manifests.loader import load_bytes
 from driftwarden.manifests.model import (
     API_VERSION,
     KINDS,

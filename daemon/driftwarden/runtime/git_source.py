@@ -42,7 +42,7 @@ from git.refs import SymbolicReference
 from gitdb.exc import ODBError
 
 from driftwarden.errors import SourceError
-from driftwarden.manifests.loader import MANIFEST_SUFFIXES, Limits
+from driftwarden.manifests.discovery import MANIFEST_SUFFIXES, Limits
 from driftwarden.manifests.problems import Problem
 from driftwarden.redaction import redact, redact_url
 from driftwarden.runtime.git_auth import (
@@ -363,7 +363,7 @@ class GitSource:
 def _manifest_entries(tree: git.Tree) -> tuple[list[tuple[str, bytes]], list[Problem]]:
     """(path, blob id) of every manifest file under `tree`, and what was left out and why.
 
-    Same rules as `loader.discover`: hidden files and directories are skipped. Symlinks are
+    Same rules as `discovery.discover`: hidden files and directories are skipped. Symlinks are
     not followed: their target is a path on the host, which a repository must not choose.
     """
     entries: list[tuple[str, bytes]] = []

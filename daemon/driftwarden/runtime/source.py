@@ -14,9 +14,9 @@ from. The pieces of the Git source:
 * `git_auth`: credentials and the environment of each git process (never written down);
 * `signatures`: which trusted keys check a commit's signature, and git's verdict, read.
 
-Directory sources: a plain directory is read as-is with `loader.discover` and
-`loader.read_bytes` (hidden directories skipped, symlinks leaving the root refused); its revision
-is a content hash, `dir:<12 hex>`. A Git work tree given without `--ref` is read as a plain
+Directory sources: a plain directory is read as-is with `discovery.discover` and
+`discovery.read_bytes` (hidden directories skipped, symlinks leaving the root refused); its
+revision is a content hash, `dir:<12 hex>`. A Git work tree given without `--ref` is read as a plain
 directory too (what is on disk, uncommitted edits included: what a developer running `plan`
 expects); with `--ref` it is followed as a Git source, like a bare repository or a URL.
 
@@ -39,7 +39,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from driftwarden.errors import SourceError, UsageError
-from driftwarden.manifests.loader import Limits, discover, read_bytes
+from driftwarden.manifests.discovery import Limits, discover, read_bytes
 from driftwarden.manifests.problems import Problem
 from driftwarden.redaction import redact_url
 from driftwarden.runtime.git_source import GitSource

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftwarden.runtime.clock import Clock, iso
-from driftwarden.runtime.passview import Place, PlaceTrouble
+from driftwarden.runtime.passview import PlaceKey, PlaceTrouble
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,9 @@ class PlaceBackoff:
         self.initial = initial
         self.maximum = maximum
         self.clock = clock
-        self._places: dict[Place, Backoff] = {}
+        self._places: dict[PlaceKey, Backoff] = {}
 
-    def fail(self, place: Place, error: str, now: float | None = None) -> Backoff:
+    def fail(self, place: PlaceKey, error: str, now: float | None = None) -> Backoff:
         previous = self._places.get(place)
         failures = previous.failures + 1 if previous else 1
         delay = min(self.initial * 2 ** (failures - 1), self.maximum)
@@ -46,11 +46,11 @@ class PlaceBackoff:
         self._places[place] = entry
         return entry
 
-    def succeed(self, place: Place) -> bool:
+    def succeed(self, place: PlaceKey) -> bool:
         """Forget a place's failures; True when it was backing off."""
         return self._places.pop(place, None) is not None
 
-    def waiting(self, now: float | None = None) -> dict[Place, PlaceTrouble]:
+    def waiting(self, now: float | None = None) -> dict[PlaceKey, PlaceTrouble]:
         """Places whose next attempt is still to come."""
         moment = self.clock() if now is None else now
         return {
@@ -59,7 +59,7 @@ class PlaceBackoff:
             if b.next_attempt > moment
         }
 
-    def get(self, place: Place) -> Backoff | None:
+    def get(self, place: PlaceKey) -> Backoff | None:
         return self._places.get(place)
 
     def to_json(self) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from driftwarden.runtime.clock import Clock, iso
 from driftwarden.runtime.events import PassEvents
 from driftwarden.runtime.logs import EventLog
 from driftwarden.runtime.metrics import Metrics
-from driftwarden.runtime.passview import Place, PlaceTrouble
+from driftwarden.runtime.passview import PlaceKey, PlaceTrouble
 from driftwarden.runtime.report import PassReport, summarise_pass
 from driftwarden.runtime.revisions import Revision, Revisions, without_places
 from driftwarden.runtime.settings import DaemonSettings
@@ -133,7 +133,7 @@ class PassRunner:
         self.log.debug("apply.progress", message=message.strip())
 
     def _absorb(self, in_force: Revision, result: PassResult | None, report: PassReport,
-                waiting: Mapping[Place, PlaceTrouble], window: WindowState) -> None:
+                waiting: Mapping[PlaceKey, PlaceTrouble], window: WindowState) -> None:
         """Backoff, status, metrics and log events of one pass, whether it finished or crashed."""
         for place in sorted(report.reconciled_places | set(report.failed_places)):
             if place in report.failed_places:

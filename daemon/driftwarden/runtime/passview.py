@@ -20,7 +20,9 @@ from driftwarden.engine.plan import Change, Plan
 from driftwarden.manifests.model import Cluster, Deployment
 from driftwarden.providers.base import Observed
 
-Place = tuple[str, str]  # (account id, region)
+# (account id, region): a place as a key. `engine.observe.Place` is the place with the account
+# reference needed to reach it.
+PlaceKey = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -104,10 +106,10 @@ class PassView:
         self.held: dict[str, Change] = {}
         self.outcomes: dict[str, OutcomeFacts] = {}
         self.unchanged: set[str] = set()
-        self.places: set[Place] = set()
+        self.places: set[PlaceKey] = set()
         self.types: dict[str, str] = {}
         self._errors: dict[str, str] = {}
-        self._read_errors: dict[Place, str] = {}
+        self._read_errors: dict[PlaceKey, str] = {}
         if result is None:
             return
         for resource in result.resources:
@@ -132,7 +134,7 @@ class PassView:
             if outcome.result == "failed" and outcome.change.owner:
                 self._errors.setdefault(outcome.change.owner, f"{outcome.change.action} {outcome.change.key}: {outcome.message}")
 
-    def read_error(self, place: Place) -> PlaceTrouble | None:
+    def read_error(self, place: PlaceKey) -> PlaceTrouble | None:
         error = self._read_errors.get(place)
         return PlaceTrouble(error) if error is not None else None
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from driftwarden.runtime.clock import iso
-from driftwarden.runtime.passview import PassFacts, Place, PlaceTrouble
+from driftwarden.runtime.passview import PassFacts, PlaceKey, PlaceTrouble
 
 # Problems listed in /status and in one log event; the counts are always complete.
 MAX_LISTED_PROBLEMS = 50
@@ -45,8 +45,8 @@ class PassReport:
     problems: tuple[str, ...]
     warnings: tuple[str, ...]
     # Places whose reads or applies failed (-> backoff), and places reconciled (-> recovered).
-    failed_places: Mapping[Place, str]
-    reconciled_places: frozenset[Place]
+    failed_places: Mapping[PlaceKey, str]
+    reconciled_places: frozenset[PlaceKey]
     # Everything done and nothing waiting: the same revision needs no pass on the next poll.
     settled: bool
 
@@ -79,7 +79,7 @@ def summarise_pass(
     result: PassFacts | None,
     *,
     crashed: str | None,
-    waiting: Mapping[Place, PlaceTrouble],
+    waiting: Mapping[PlaceKey, PlaceTrouble],
     applied: bool,
     trigger: str,
     revision: str,
@@ -117,8 +117,8 @@ def summarise_pass(
     )
 
 
-def _failed_places(result: PassFacts | None) -> dict[Place, str]:
-    failed: dict[Place, str] = {}
+def _failed_places(result: PassFacts | None) -> dict[PlaceKey, str]:
+    failed: dict[PlaceKey, str] = {}
     if result is None:
         return failed
     if result.observation is not None:
@@ -133,7 +133,7 @@ def _failed_places(result: PassFacts | None) -> dict[Place, str]:
     return failed
 
 
-def _problems(result: PassFacts | None, crashed: str | None, waiting: Mapping[Place, PlaceTrouble]) -> list[str]:
+def _problems(result: PassFacts | None, crashed: str | None, waiting: Mapping[PlaceKey, PlaceTrouble]) -> list[str]:
     problems: list[str] = []
     if crashed is not None:
         problems.append(f"the pass crashed: {crashed}")
@@ -151,7 +151,7 @@ def _problems(result: PassFacts | None, crashed: str | None, waiting: Mapping[Pl
 
 
 def _result_word(
-    result: PassFacts | None, crashed: str | None, problems: Sequence[str], healthy: set[Place] | frozenset[Place]
+    result: PassFacts | None, crashed: str | None, problems: Sequence[str], healthy: set[PlaceKey] | frozenset[PlaceKey]
 ) -> PassResultWord:
     if crashed is not None or result is None or result.plan is None:
         return "failure"

@@ -19,7 +19,7 @@ from driftwarden.engine.observe import Place as ObservedPlace
 from driftwarden.engine.reconcile import PassResult
 from driftwarden.manifests.problems import Problem
 from driftwarden.manifests.validation import ValidationResult, validate_documents
-from driftwarden.runtime.passview import Place
+from driftwarden.runtime.passview import PlaceKey
 from driftwarden.runtime.source import Snapshot
 
 
@@ -77,7 +77,7 @@ def unvalidated(snapshot: Snapshot, exc: BaseException) -> Revision:
     return Revision(snapshot.revision, validation, empty=not snapshot.files, signer=snapshot.signer)
 
 
-def without_places(validation: ValidationResult, places: set[Place]) -> ValidationResult:
+def without_places(validation: ValidationResult, places: set[PlaceKey]) -> ValidationResult:
     """The same revision without the objects living in `places` (backing-off places are skipped)."""
     if not places:
         return validation
@@ -98,7 +98,7 @@ class Revisions:
         # Every place a valid revision used since start-up, with the account to reach it by:
         # when a cluster's manifest goes, its place stays observed (with prune on) until nothing
         # of ours is left there, so prune can find what Git removed.
-        self._known_places: dict[Place, ObservedPlace] = {}
+        self._known_places: dict[PlaceKey, ObservedPlace] = {}
 
     def fetched(self, now: float) -> str | None:
         """A fetch succeeded at `now`; the error it recovers from, if any."""

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from driftwarden.engine.graph import Resource
 from driftwarden.manifests.model import Cluster, Deployment
-from driftwarden.runtime.passview import DeclaredFacts, PassFacts, PassView, Place, PlaceTrouble
+from driftwarden.runtime.passview import DeclaredFacts, PassFacts, PassView, PlaceKey, PlaceTrouble
 
 Drift = Literal["none", "drifted", "warn", "suspended"]
 
@@ -94,7 +94,7 @@ class ObjectState:
         return f"{self.kind}/{self.name}"
 
     @property
-    def place(self) -> Place:
+    def place(self) -> PlaceKey:
         return (self.account, self.region)
 
     def info(self) -> ObjectStatus:
@@ -116,7 +116,7 @@ class DeclaredObject:
         return f"{self.kind}/{self.name}"
 
     @property
-    def place(self) -> Place:
+    def place(self) -> PlaceKey:
         return (self.account, self.region)
 
 
@@ -176,7 +176,7 @@ def assess(
     *,
     memory: DriftMemory,
     previous: Mapping[str, ObjectState],
-    troubled: Mapping[Place, PlaceTrouble] | None = None,
+    troubled: Mapping[PlaceKey, PlaceTrouble] | None = None,
     applied: bool = True,
 ) -> Assessment:
     """Status and drift of every object of `validation` after `result` (see module docstring).

@@ -53,7 +53,7 @@ from driftwarden.providers.base import tag_map
 from driftwarden.providers.calls import AccountRef
 from driftwarden.runtime.logs import EventLog
 
-Place = tuple[str, str]  # (account id, region)
+PlaceKey = tuple[str, str]  # (account id, region)
 
 # The load-balancer role tags of EKS subnets and the default route: what the AWS load balancer
 # controller and the VPC route tables use, as a person editing them by hand knows them. Our own
@@ -265,7 +265,7 @@ class DriftInjector:
         endpoint_url: str,
         *,
         every: float,
-        places: Callable[[], Iterable[Place]],
+        places: Callable[[], Iterable[PlaceKey]],
         session_factory: SessionFactory,
         instance: str = DEFAULT_INSTANCE,
         seed: int | None = 0,
@@ -336,8 +336,8 @@ class DriftInjector:
             self._log.debug("sandbox.drift_skipped", reason="no managed resource to change yet")
             return None
 
-    def _candidates(self, kind: _Kind, places: Sequence[Place]) -> list[tuple[Place, _Target]]:
-        found: list[tuple[Place, _Target]] = []
+    def _candidates(self, kind: _Kind, places: Sequence[PlaceKey]) -> list[tuple[PlaceKey, _Target]]:
+        found: list[tuple[PlaceKey, _Target]] = []
         seen_accounts: set[str] = set()
         for account, region in places:
             if kind.global_service:

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from driftwarden.engine.reconcile import sandbox_secret_resolver
+from driftwarden.providers.registry import default_providers
+from driftwarden.providers.secret_sources import sandbox_secret_resolver
 from driftwarden.runtime import revisions
 from driftwarden.runtime.daemon import Daemon
 from driftwarden.runtime.metrics import Metrics
@@ -42,7 +43,7 @@ def daemon_world(tmp_path: Path, aws, fault_proxy) -> Iterator[tuple[Path, Daemo
     manifests.mkdir()
     metrics = Metrics(CollectorRegistry())
     daemon = Daemon(DirectorySource(manifests), aws.sessions(endpoint_url=fault_proxy.endpoint_url), metrics,
-                    DaemonSettings(metrics_port=0), resolve_secret=sandbox_secret_resolver(),
+                    DaemonSettings(metrics_port=0), resolve_secret=sandbox_secret_resolver(), providers=default_providers(),
                     clock=lambda: MONDAY_0830)
     yield manifests, daemon, metrics
 

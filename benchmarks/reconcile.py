@@ -105,7 +105,8 @@ from driftwarden.engine.reconcile import (
     apply_once,
     plan_once,
 )
-from driftwarden.manifests.validation import ValidationResult, validate_paths
+from driftwarden.manifests.result import ValidationResult
+from driftwarden.manifests.validation import validate_paths
 from driftwarden.providers.aws import AwsSessions, client_config
 from driftwarden.providers.base import Provider
 from driftwarden.providers.calls import AccountRef, CountingObserver, is_mutating

@@ -15,7 +15,8 @@ from driftwarden.engine.graph import Resource, ownership_tags
 from driftwarden.engine.observe import Observation, PlaceError
 from driftwarden.engine.plan import Change, make_plan
 from driftwarden.engine.reconcile import PassResult
-from driftwarden.manifests.validation import ValidationResult, validate_documents
+from driftwarden.manifests.result import ValidationResult
+from driftwarden.manifests.validation import validate_documents
 from driftwarden.providers import tag_styles
 from driftwarden.providers.base import Context, Enumeration, Observed, Provider, TypeInfo
 

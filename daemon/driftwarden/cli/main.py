@@ -24,12 +24,9 @@ from driftwarden.cli import options, render
 from driftwarden.cli.options import SCHEMA_NAMES
 from driftwarden.errors import DriftwardenError, UsageError
 from driftwarden.manifests.cache import default_cache_dir
+from driftwarden.manifests.result import ValidationResult
 from driftwarden.manifests.schemas import ENVELOPE_FILE, SCHEMA_FILES
-from driftwarden.manifests.validation import (
-    ValidationResult,
-    default_schemas,
-    validate_paths,
-)
+from driftwarden.manifests.validation import default_schemas, validate_paths
 
 # The AWS engine (providers.aws), Git (gitpython) and the sandbox (moto) are imported by the commands
 # that use them: `validate` runs in pull-request CI and pre-commit, where start-up time counts.

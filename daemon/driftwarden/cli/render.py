@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from driftwarden.engine.plan import UNKNOWN, Change, Plan
 from driftwarden.manifests.problems import Problem
-from driftwarden.manifests.validation import ValidationResult
+from driftwarden.manifests.result import ValidationResult
 
 if TYPE_CHECKING:
     from driftwarden.engine.apply import Outcome

@@ -26,7 +26,7 @@ from driftwarden.engine.plan import Plan, PlanError, make_plan
 from driftwarden.engine.preflight import check_cluster
 from driftwarden.errors import DriftwardenError
 from driftwarden.manifests.model import Account
-from driftwarden.manifests.validation import ValidationResult
+from driftwarden.manifests.result import ValidationResult
 from driftwarden.providers.aws import AwsSessions
 from driftwarden.providers.base import Provider
 from driftwarden.providers.secret import secret_payload

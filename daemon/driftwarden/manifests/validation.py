@@ -58,7 +58,7 @@ from driftwarden.manifests.model import (
     prepare_defaults,
 )
 from driftwarden.manifests.problems import Problem
-from driftwarden.manifests.result import ValidationResult as ValidationResult
+from driftwarden.manifests.result import ValidationResult
 from driftwarden.manifests.rules import (
     CheckedDocument,
     CheckedFile,

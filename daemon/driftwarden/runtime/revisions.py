@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from driftwarden.engine.observe import Place as ObservedPlace
 from driftwarden.engine.reconcile import PassResult
 from driftwarden.manifests.problems import Problem
-from driftwarden.manifests.validation import ValidationResult, validate_documents
+from driftwarden.manifests.result import ValidationResult
+from driftwarden.manifests.validation import validate_documents
 from driftwarden.runtime.passview import PlaceKey
 from driftwarden.runtime.source import Snapshot
 
